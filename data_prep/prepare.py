@@ -1,0 +1,219 @@
+"""One dataset from recipe spec to curated files: load -> normalize -> operators -> mix -> split -> report.
+
+Output folder (written atomically, `report.json` last, so its presence with the
+right fingerprint means the rest is complete):
+  train.jsonl, eval.jsonl (if eval_split), rejects.jsonl, report.json, report.md, lengths.png
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_prep.cache import dataset_fingerprint, texts_fingerprint, tokenizer_id
+from data_prep.formats import RowError, normalize
+from data_prep.mixing import mix, shuffle_and_split
+from data_prep.operators import OpContext, run_step, step_name
+from data_prep.rejects import RejectLog
+from data_prep.report import length_stats, render_report, write_length_plot, write_markdown
+from data_prep.rows import Row, atomic_writer, write_jsonl
+from data_prep.sources import iter_records
+from data_prep.spec import DatasetSpec
+from posttrain.errors import DataError
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    name: str
+    kind: str
+    train_path: Path
+    eval_path: Path | None
+    rows: int  # train rows
+    report: dict[str, Any]
+    fingerprint: str
+
+
+def prepare_dataset(
+    name: str,
+    spec: DatasetSpec,
+    *,
+    base_dir: Path,
+    out_dir: Path,
+    tokenizer: Any = None,
+    eval_texts: Sequence[str] = (),
+    seed: int = 0,
+    console: Any = None,
+) -> PreparedDataset:
+    base_dir, out_dir = Path(base_dir), Path(out_dir)
+    if spec.uses_tokenizer and tokenizer is None:
+        raise DataError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
+    fingerprint = dataset_fingerprint(
+        spec,
+        base_dir=base_dir,
+        tokenizer_id=tokenizer_id(tokenizer),
+        eval_fingerprint=texts_fingerprint(eval_texts) if spec.uses_eval else None,
+        seed=seed,
+    )
+    cached = load_prepared(name, out_dir, fingerprint)
+    if cached is not None:
+        if console is not None:
+            console.print(f"[dim]dataset {name}: cached ({fingerprint[:12]}) in {out_dir}[/dim]")
+        return cached
+    # A stale report.json beside new partial files would look finished.
+    (out_dir / "report.json").unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    log = RejectLog()
+    rows, source_stats = _load(spec, base_dir, log)
+    read = sum(s["read"] for s in source_stats)
+    _check_rejects(name, spec, log, read, out_dir)
+
+    ctx = OpContext(kind=spec.kind, base_dir=base_dir, tokenizer=tokenizer, eval_texts=eval_texts, seed=seed)
+    steps: list[dict[str, Any]] = [
+        {"step": "load", "rows_in": read, "removed": log.malformed(), "rows_out": len(rows),
+         "reasons": log.malformed_reasons(), "seconds": round(time.perf_counter() - started, 3)}
+    ]
+    removed_total = 0
+    for step in spec.curate:
+        op = step_name(step)
+        t0 = time.perf_counter()
+        result = run_step(step, rows, ctx)
+        for row, reason, detail in result.removed:
+            log.add(source=row.source, line=row.line, operator=op, reason=reason, detail=detail, row=row.data)
+        removed_total += len(result.removed)
+        steps.append({
+            "step": op,
+            "spec": step.model_dump(mode="json"),
+            "rows_in": len(rows),
+            "removed": len(result.removed),
+            "rows_out": len(result.kept),
+            "reasons": log.reasons(op) if result.removed else {},
+            "details": result.details,
+            "seconds": round(time.perf_counter() - t0, 3),
+        })
+        rows = result.kept
+
+    mixed = mix(rows, spec, seed)
+    for row in mixed.dropped:
+        log.add(source=row.source, line=row.line, operator="mix", reason="not_sampled",
+                detail="left out by the source's weight / max_rows", row=row.data)
+    steps.append({"step": "mix", "rows_in": len(rows), "removed": len(mixed.dropped), "rows_out": len(mixed.rows),
+                  "reasons": {"not_sampled": len(mixed.dropped)} if mixed.dropped else {},
+                  "details": {"repeats_added": mixed.added, "sources": mixed.per_source}})
+    removed_total += len(mixed.dropped)
+    train, evals = shuffle_and_split(mixed.rows, shuffle=spec.shuffle, eval_split=spec.eval_split, seed=seed)
+
+    train_path = out_dir / "train.jsonl"
+    eval_path = out_dir / "eval.jsonl" if spec.eval_split > 0 else None
+    write_jsonl(train_path, (r.data for r in train))
+    if eval_path is not None:
+        write_jsonl(eval_path, (r.data for r in evals))
+    write_jsonl(out_dir / "rejects.jsonl", log.entries)
+
+    final = [r.data for r in train + evals]
+    lengths, unit = _lengths(final, spec.kind, tokenizer)
+    balance = {"read": read, "malformed": log.malformed(), "removed": removed_total, "added": mixed.added,
+               "out": len(train) + len(evals)}
+    balance["ok"] = balance["read"] == balance["out"] + balance["malformed"] + balance["removed"] - balance["added"]
+    # A broken balance is our bug, not the user's: fail loudly rather than write a wrong report.
+    assert balance["ok"], f"row counts do not add up: {balance}"
+    report = {
+        "name": name,
+        "kind": spec.kind,
+        "fingerprint": fingerprint,
+        "seed": seed,
+        "sources": source_stats,
+        "steps": steps,
+        "balance": balance,
+        "train_rows": len(train),
+        "eval_rows": len(evals),
+        "lengths": length_stats(lengths, unit),
+        "examples": {op: ex for op, ex in log.examples.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": {"train": train_path.name, "eval": eval_path.name if eval_path else None,
+                  "rejects": "rejects.jsonl", "plot": "lengths.png", "markdown": "report.md"},
+    }
+    write_length_plot(out_dir / "lengths.png", lengths, unit, f"{name}: {unit} per row")
+    write_markdown(out_dir / "report.md", report)
+    with atomic_writer(out_dir / "report.json") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+    prepared = PreparedDataset(name, spec.kind, train_path, eval_path, len(train), report, fingerprint)
+    if console is not None:
+        console.print(render_report(prepared))
+    return prepared
+
+
+def load_prepared(name: str, out_dir: Path, fingerprint: str | None = None) -> PreparedDataset | None:
+    """The finished dataset in `out_dir`, if there is one (with this fingerprint, when given)."""
+    try:
+        report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if fingerprint is not None and report.get("fingerprint") != fingerprint:
+        return None
+    train_path = out_dir / report["files"]["train"]
+    eval_name = report["files"].get("eval")
+    eval_path = out_dir / eval_name if eval_name else None
+    if not train_path.is_file() or (eval_path is not None and not eval_path.is_file()):
+        return None
+    return PreparedDataset(name, report["kind"], train_path, eval_path, report["train_rows"], report,
+                           report["fingerprint"])
+
+
+def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row], list[dict[str, Any]]]:
+    rows: list[Row] = []
+    stats = []
+    for i, src in enumerate(spec.sources):
+        source = src.label
+        read = bad = 0
+        for rec in iter_records(src, base_dir, spec.max_line_bytes):
+            read += 1
+            if rec.value is None:
+                assert rec.error is not None
+                log.add(source=source, line=rec.line, operator="load", reason=rec.error[0], detail=rec.error[1],
+                        row=rec.raw)
+                bad += 1
+                continue
+            record = {src.columns.get(k, k): v for k, v in rec.value.items()} if src.columns else rec.value
+            try:
+                data = normalize(record, src.format, spec.kind)
+            except RowError as e:
+                log.add(source=source, line=rec.line, operator="format", reason=e.reason, detail=e.detail,
+                        row=rec.value)
+                bad += 1
+                continue
+            rows.append(Row(data, source, rec.line, i))
+        stats.append({"source": source, "read": read, "malformed": bad, "loaded": read - bad})
+    return rows, stats
+
+
+def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_dir: Path) -> None:
+    bad = log.malformed()
+    if read == 0:
+        raise DataError(f"dataset {name!r}: the sources hold no rows", problems=[s.label for s in spec.sources])
+    if bad / read <= spec.max_reject_fraction:
+        return
+    write_jsonl(out_dir / "rejects.jsonl", log.entries)
+    reasons = ", ".join(f"{k} {v}" for k, v in log.malformed_reasons().items())
+    examples = [f"{e['source']}:{e['line']}: {e['reason']}: {e['detail']}" for e in log.entries[:5]]
+    raise DataError(
+        f"dataset {name!r}: {bad} of {read} rows ({bad / read:.0%}) are malformed, over "
+        f"max_reject_fraction={spec.max_reject_fraction} ({reasons}); all of them are in "
+        f"{out_dir / 'rejects.jsonl'}",
+        problems=examples,
+    )
+
+
+def _lengths(rows: list[dict[str, Any]], kind: str, tokenizer: Any) -> tuple[list[int], str]:
+    if tokenizer is not None:
+        from data_prep.operators.length import count_tokens
+
+        return count_tokens(rows, kind, tokenizer), "tokens"
+    from data_prep.rows import texts
+
+    return [sum(len(t.split()) for t in texts(r, kind)) for r in rows], "words"

@@ -1,0 +1,1 @@
+"""Artifacts for serving engines: PEFT adapter folders with model cards, merged models."""

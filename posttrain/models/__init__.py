@@ -1,0 +1,1 @@
+"""Model resolution, loading, LoRA lineage and merging."""

@@ -1,0 +1,110 @@
+"""A stage's model is its lineage: a base plus the LoRA adapters of the stages before it.
+
+Stage k trains a LoRA on top of stage k-1's merged weights, so
+
+    W_k = W_0 + s_1 B_1 A_1 + ... + s_k B_k A_k
+
+and the whole chain is exactly one LoRA of rank r_1 + ... + r_k on the base:
+concatenate the A's along the rank axis and the scaled B's along theirs
+(`cumulative_adapter`). A full fine-tune or a distilled student starts a new
+lineage whose base is that stage's saved model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from posttrain.models.loading import load_model
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass
+class Lineage:
+    """How to rebuild a model: load `base`, then merge each adapter in order."""
+
+    base: str
+    adapters: list[str] = field(default_factory=list)
+
+    def extended(self, adapter_dir: Path | str) -> Lineage:
+        return Lineage(self.base, [*self.adapters, str(adapter_dir)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lineage:
+        return cls(base=data["base"], adapters=list(data.get("adapters", [])))
+
+
+def materialize(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False) -> Any:
+    """The lineage's model as plain weights: base with every adapter merged in."""
+    from peft import PeftModel
+
+    model = load_model(lineage.base, dtype=dtype, trust_remote_code=trust_remote_code)
+    for adapter in lineage.adapters:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model
+
+
+def _lora_scale(config: dict[str, Any]) -> float:
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError("adapters with per-module rank_pattern/alpha_pattern are not supported here")
+    rank, alpha = config["r"], config["lora_alpha"]
+    return alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
+
+
+def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_model: str) -> Path:
+    """Write one PEFT LoRA on the base that equals the whole chain of `adapter_dirs`.
+
+    Modules a stage did not target contribute zero blocks, so the result is
+    exact for any mix of target modules. The scale of every stage is folded
+    into its B block and the combined adapter has scale 1 (alpha == r).
+    """
+    if not adapter_dirs:
+        raise ValueError("cumulative_adapter needs at least one adapter")
+    configs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in adapter_dirs]
+    weights = [load_file(str(Path(d) / ADAPTER_WEIGHTS)) for d in adapter_dirs]
+    for config in configs:
+        if config.get("use_dora") or config.get("modules_to_save") or config.get("bias", "none") != "none":
+            raise ValueError("cumulative adapters need plain LoRA (no DoRA, bias or modules_to_save)")
+
+    modules = sorted({k[: -len(".lora_A.weight")] for w in weights for k in w if k.endswith(".lora_A.weight")})
+    total_rank = sum(c["r"] for c in configs)
+    combined: dict[str, torch.Tensor] = {}
+    for module in modules:
+        a_blocks, b_blocks = [], []
+        first = next(w for w in weights if f"{module}.lora_A.weight" in w)
+        in_features = first[f"{module}.lora_A.weight"].shape[1]
+        out_features = first[f"{module}.lora_B.weight"].shape[0]
+        for config, w in zip(configs, weights, strict=True):
+            a = w.get(f"{module}.lora_A.weight", torch.zeros(config["r"], in_features))
+            b = w.get(f"{module}.lora_B.weight", torch.zeros(out_features, config["r"]))
+            a_blocks.append(a.float())
+            b_blocks.append(b.float() * _lora_scale(config))
+        combined[f"{module}.lora_A.weight"] = torch.cat(a_blocks, dim=0).contiguous()
+        combined[f"{module}.lora_B.weight"] = torch.cat(b_blocks, dim=1).contiguous()
+
+    target_modules = sorted({m.rsplit(".", 1)[-1] for m in modules})
+    config = dict(configs[-1])
+    config.update(
+        r=total_rank,
+        lora_alpha=total_rank,
+        lora_dropout=0.0,
+        use_rslora=False,
+        target_modules=target_modules,
+        base_model_name_or_path=base_model,
+        rank_pattern={},
+        alpha_pattern={},
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(combined, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return out_dir

@@ -1,0 +1,82 @@
+"""Checks that span several parts of a recipe: names that must refer to each other.
+
+They run on the raw YAML tree, not on the validated model, so they still
+report when other parts of the recipe fail validation: the user sees every
+problem in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Which canonical dataset shape each stage type trains on.
+STAGE_DATA_KINDS: dict[str, tuple[str, ...]] = {
+    "sft": ("chat",),
+    "dpo": ("preference",),
+}
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    datasets = document.get("datasets") or {}
+    datasets = datasets if isinstance(datasets, dict) else {}
+    stages = document.get("stages") or []
+    if not isinstance(stages, list):
+        return problems
+
+    seen: list[str] = []
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            continue
+        name = stage.get("name")
+        if name in seen:
+            problems.append((("stages", index, "name"), f"duplicate stage name {name!r}"))
+        if name == "base":
+            problems.append((("stages", index, "name"), "'base' is reserved for the base model"))
+
+        after = stage.get("after")
+        if after is not None and after != "base" and after not in seen:
+            later = [s.get("name") for s in stages[index + 1 :] if isinstance(s, dict)]
+            hint = "it comes later; stages run in list order" if after in later else f"known: {seen or 'none'}"
+            problems.append((("stages", index, "after"), f"no earlier stage named {after!r} ({hint})"))
+
+        data = stage.get("data")
+        if data is not None:
+            if data not in datasets:
+                problems.append(
+                    (("stages", index, "data"), f"no dataset named {data!r} (declared: {list(datasets) or 'none'})")
+                )
+            else:
+                kind = (datasets[data] or {}).get("kind", "chat") if isinstance(datasets[data], dict) else None
+                wanted = STAGE_DATA_KINDS.get(stage.get("type"))
+                if kind and wanted and kind not in wanted:
+                    problems.append(
+                        (
+                            ("stages", index, "data"),
+                            f"a {stage.get('type')} stage trains on {' or '.join(wanted)} data; "
+                            f"dataset {data!r} is kind {kind!r}",
+                        )
+                    )
+        if isinstance(name, str):
+            seen.append(name)
+
+    problems += _check_eval_tasks(document)
+    return problems
+
+
+def _check_eval_tasks(document: Any) -> list[Problem]:
+    eval_spec = document.get("eval") or {}
+    tasks = eval_spec.get("tasks") if isinstance(eval_spec, dict) else None
+    if not isinstance(tasks, list) or not tasks:
+        return []
+    from posttrain.evaluation.runner import available_tasks
+
+    known = available_tasks()
+    return [
+        (("eval", "tasks", i), f"unknown eval task {task!r} (shipped: {', '.join(sorted(known))})")
+        for i, task in enumerate(tasks)
+        if isinstance(task, str) and task not in known
+    ]

@@ -1,0 +1,19 @@
+"""Stage implementations: one module per stage type, each exposing `run(ctx, spec) -> StageResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from posttrain.stages import dpo, sft
+from posttrain.stages.context import StageContext, StageResult
+
+StageFn = Callable[[StageContext, Any], StageResult]
+
+STAGES: dict[str, StageFn] = {
+    "sft": sft.run,
+    "dpo": dpo.run,
+}
+"""Stage type → implementation. The recipe schema's STAGE_TYPES has the same keys (a test checks)."""
+
+__all__ = ["STAGES", "StageContext", "StageResult"]

@@ -1,0 +1,62 @@
+"""What a stage receives (`StageContext`) and what it hands back (`StageResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from posttrain.models.lineage import Lineage, materialize
+from posttrain.recipe.schema import Recipe
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may use; stages never reach into the pipeline or each other."""
+
+    recipe: Recipe
+    stage_dir: Path
+    input: Lineage
+    """The model this stage starts from: base plus the merged adapters of earlier stages."""
+    tokenizer: Any
+    datasets: dict[str, Any]
+    """Prepared datasets (data_prep.PreparedDataset) by recipe name."""
+    console: Console
+    callbacks: list[Any] = field(default_factory=list)
+    """Trainer callbacks the pipeline wants on every trainer (metrics file, NaN guard, progress)."""
+    resume_from: Path | None = None
+    """A checkpoint of this same stage (same fingerprint) left by a killed run."""
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.stage_dir / "checkpoints"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.stage_dir / "adapter"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.stage_dir / "model"
+
+    def load_input_model(self) -> Any:
+        return materialize(
+            self.input,
+            dtype=self.recipe.model.dtype,
+            trust_remote_code=self.recipe.model.trust_remote_code,
+        )
+
+    def dataset(self, name: str) -> Any:
+        return self.datasets[name]
+
+
+@dataclass
+class StageResult:
+    lineage: Lineage
+    """The trained model as a lineage (for the next stage, eval and export)."""
+    model: Any = None
+    """The trained model in memory, so it can be evaluated without reloading."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Final training metrics (train_loss, runtime, ...)."""

@@ -1,0 +1,48 @@
+"""Supervised fine-tuning on chat data with TRL's SFTTrainer (LoRA or full)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from data_prep import read_rows
+from posttrain.recipe.schema import SFTStage
+from posttrain.stages.context import StageContext, StageResult
+from posttrain.training.arguments import common_arguments
+from posttrain.training.lora import lora_config
+from posttrain.training.outputs import train_and_save
+
+
+def run(ctx: StageContext, spec: SFTStage) -> StageResult:
+    rows = read_rows(ctx.dataset(spec.data).train_path)
+    train_dataset = Dataset.from_list([sft_example(row["messages"], spec.loss_on) for row in rows])
+
+    config = SFTConfig(
+        **common_arguments(ctx, spec.train),
+        max_length=spec.train.max_length,
+        packing=spec.packing,
+        completion_only_loss=spec.loss_on == "completion",
+        pad_token=ctx.tokenizer.pad_token,
+    )
+    trainer = SFTTrainer(
+        model=ctx.load_input_model(),
+        args=config,
+        train_dataset=train_dataset,
+        processing_class=ctx.tokenizer,
+        peft_config=None if spec.full_finetune else lora_config(spec.lora),
+        callbacks=ctx.callbacks,
+    )
+    return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
+
+
+def sft_example(messages: list[dict[str, str]], loss_on: str) -> dict[str, Any]:
+    """A TRL conversational example: prompt/completion when only the last answer is learned.
+
+    >>> sft_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "completion")
+    {'prompt': [{'role': 'user', 'content': 'hi'}], 'completion': [{'role': 'assistant', 'content': 'hello'}]}
+    """
+    if loss_on == "completion":
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    return {"messages": messages}

@@ -1,0 +1,43 @@
+"""The TrainingArguments every stage shares, built from the recipe's `train:` block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from posttrain.recipe.schema import TrainSpec
+from posttrain.stages.context import StageContext
+
+
+def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
+    """Keyword arguments for any TRL `*Config` (they all extend TrainingArguments)."""
+    dtype = ctx.recipe.model.dtype
+    on_gpu = torch.cuda.is_available()
+    bf16 = on_gpu and (dtype == "bfloat16" or (dtype == "auto" and torch.cuda.is_bf16_supported()))
+    return {
+        "output_dir": str(ctx.checkpoints_dir),
+        "max_steps": train.max_steps,
+        "num_train_epochs": train.epochs,
+        "learning_rate": train.lr,
+        "per_device_train_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.grad_accum,
+        "warmup_ratio": train.warmup_ratio,
+        "lr_scheduler_type": train.scheduler,
+        "weight_decay": train.weight_decay,
+        "max_grad_norm": train.max_grad_norm,
+        "gradient_checkpointing": train.gradient_checkpointing,
+        "logging_steps": train.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "save_total_limit": 2,
+        "optim": train.optim,
+        "seed": ctx.recipe.seed,
+        "data_seed": ctx.recipe.seed,
+        "bf16": bf16,
+        "fp16": on_gpu and dtype == "float16",
+        "report_to": "none",
+        "disable_tqdm": False,
+        "dataloader_num_workers": 0,
+        "use_cpu": not on_gpu,
+    }

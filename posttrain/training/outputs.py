@@ -1,0 +1,36 @@
+"""Run a configured trainer and turn it into a StageResult: resume, NaN check, save."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posttrain.errors import TrainingError
+from posttrain.stages.context import StageContext, StageResult
+from posttrain.training.callbacks import NonFiniteLossGuard
+
+
+def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> StageResult:
+    """Train (resuming from a checkpoint if the pipeline found one) and save the stage's model.
+
+    A LoRA stage saves its adapter and extends the input lineage; a full
+    fine-tune saves the whole model and starts a new lineage from it.
+    """
+    guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
+    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    if guard is not None and guard.bad_step is not None:
+        raise TrainingError(
+            f"loss became {guard.bad_value} at step {guard.bad_step}; training stopped. "
+            f"Checkpoints so far are in {ctx.checkpoints_dir}. Try a lower train.lr or check the data."
+        )
+    model = trainer.model
+    if full_finetune:
+        model.save_pretrained(ctx.model_dir, safe_serialization=True)
+        ctx.tokenizer.save_pretrained(ctx.model_dir)
+        from posttrain.models.lineage import Lineage
+
+        lineage = Lineage(base=str(ctx.model_dir))
+    else:
+        model.save_pretrained(ctx.adapter_dir, safe_serialization=True)
+        lineage = ctx.input.extended(ctx.adapter_dir)
+    model.eval()
+    return StageResult(lineage=lineage, model=model, metrics=dict(output.metrics))

@@ -1,0 +1,1 @@
+"""Building blocks of scripts/generate_data.py (deterministic bundled-data generator)."""
