@@ -101,7 +101,9 @@ def _messages_from(items: Any, *, sharegpt: bool, what: str) -> list[dict[str, s
         if role not in ROLES:
             raise RowError("bad_role", f"turn {i} has role {raw_role!r}; expected one of {', '.join(ROLES)}")
         raw_content = m.get("value") if sharegpt else m.get("content")
-        if role == "system" and (raw_content is None or (isinstance(raw_content, str) and not raw_content.strip())):
+        if role == "system" and (
+            raw_content is None or (isinstance(raw_content, str) and not raw_content.strip())
+        ):
             continue  # an empty system prompt carries nothing; dropping it loses nothing
         out.append({"role": role, "content": _text(raw_content, f"turn {i} ({role})")})
     return out
@@ -176,11 +178,15 @@ def _preference(record: dict[str, Any]) -> dict[str, Any]:
         prompt = _prompt_messages(record["prompt"])
     if isinstance(chosen, list):
         c_prefix, chosen = _split_conversation(chosen, "chosen")
-        r_prefix, rejected = _split_conversation(rejected, "rejected") if isinstance(rejected, list) else ([], rejected)
+        r_prefix, rejected = (
+            _split_conversation(rejected, "rejected") if isinstance(rejected, list) else ([], rejected)
+        )
         if prompt is None:
             # Whole-conversation pairs (HH-style): the shared prefix is the prompt.
             if c_prefix != r_prefix:
-                raise RowError("bad_preference", "chosen and rejected conversations differ before the last turn")
+                raise RowError(
+                    "bad_preference", "chosen and rejected conversations differ before the last turn"
+                )
             prompt = validate_turns(c_prefix, ends_with="user")
     if prompt is None:
         raise RowError("missing_field", "missing column 'prompt'")

@@ -37,12 +37,20 @@ def mix(rows: list[Row], spec: DatasetSpec, seed: int) -> MixResult:
         result.added += max(0, len(picked) - len(group))
         result.rows.extend(picked)
         result.per_source.append(
-            {"source": src.label, "curated": len(group), "weight": src.weight, "max_rows": src.max_rows, "mixed": len(picked)}
+            {
+                "source": src.label,
+                "curated": len(group),
+                "weight": src.weight,
+                "max_rows": src.max_rows,
+                "mixed": len(picked),
+            }
         )
     return result
 
 
-def shuffle_and_split(rows: list[Row], *, shuffle: bool, eval_split: float, seed: int) -> tuple[list[Row], list[Row]]:
+def shuffle_and_split(
+    rows: list[Row], *, shuffle: bool, eval_split: float, seed: int
+) -> tuple[list[Row], list[Row]]:
     rows = list(rows)
     rng = random.Random(seed)
     if shuffle:

@@ -75,8 +75,14 @@ def prepare_dataset(
 
     ctx = OpContext(kind=spec.kind, base_dir=base_dir, tokenizer=tokenizer, eval_texts=eval_texts, seed=seed)
     steps: list[dict[str, Any]] = [
-        {"step": "load", "rows_in": read, "removed": log.malformed(), "rows_out": len(rows),
-         "reasons": log.malformed_reasons(), "seconds": round(time.perf_counter() - started, 3)}
+        {
+            "step": "load",
+            "rows_in": read,
+            "removed": log.malformed(),
+            "rows_out": len(rows),
+            "reasons": log.malformed_reasons(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
     ]
     removed_total = 0
     for step in spec.curate:
@@ -86,25 +92,40 @@ def prepare_dataset(
         for row, reason, detail in result.removed:
             log.add(source=row.source, line=row.line, operator=op, reason=reason, detail=detail, row=row.data)
         removed_total += len(result.removed)
-        steps.append({
-            "step": op,
-            "spec": step.model_dump(mode="json"),
-            "rows_in": len(rows),
-            "removed": len(result.removed),
-            "rows_out": len(result.kept),
-            "reasons": log.reasons(op) if result.removed else {},
-            "details": result.details,
-            "seconds": round(time.perf_counter() - t0, 3),
-        })
+        steps.append(
+            {
+                "step": op,
+                "spec": step.model_dump(mode="json"),
+                "rows_in": len(rows),
+                "removed": len(result.removed),
+                "rows_out": len(result.kept),
+                "reasons": log.reasons(op) if result.removed else {},
+                "details": result.details,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
         rows = result.kept
 
     mixed = mix(rows, spec, seed)
     for row in mixed.dropped:
-        log.add(source=row.source, line=row.line, operator="mix", reason="not_sampled",
-                detail="left out by the source's weight / max_rows", row=row.data)
-    steps.append({"step": "mix", "rows_in": len(rows), "removed": len(mixed.dropped), "rows_out": len(mixed.rows),
-                  "reasons": {"not_sampled": len(mixed.dropped)} if mixed.dropped else {},
-                  "details": {"repeats_added": mixed.added, "sources": mixed.per_source}})
+        log.add(
+            source=row.source,
+            line=row.line,
+            operator="mix",
+            reason="not_sampled",
+            detail="left out by the source's weight / max_rows",
+            row=row.data,
+        )
+    steps.append(
+        {
+            "step": "mix",
+            "rows_in": len(rows),
+            "removed": len(mixed.dropped),
+            "rows_out": len(mixed.rows),
+            "reasons": {"not_sampled": len(mixed.dropped)} if mixed.dropped else {},
+            "details": {"repeats_added": mixed.added, "sources": mixed.per_source},
+        }
+    )
     removed_total += len(mixed.dropped)
     train, evals = shuffle_and_split(mixed.rows, shuffle=spec.shuffle, eval_split=spec.eval_split, seed=seed)
 
@@ -117,9 +138,16 @@ def prepare_dataset(
 
     final = [r.data for r in train + evals]
     lengths, unit = _lengths(final, spec.kind, tokenizer)
-    balance = {"read": read, "malformed": log.malformed(), "removed": removed_total, "added": mixed.added,
-               "out": len(train) + len(evals)}
-    balance["ok"] = balance["read"] == balance["out"] + balance["malformed"] + balance["removed"] - balance["added"]
+    balance = {
+        "read": read,
+        "malformed": log.malformed(),
+        "removed": removed_total,
+        "added": mixed.added,
+        "out": len(train) + len(evals),
+    }
+    balance["ok"] = (
+        balance["read"] == balance["out"] + balance["malformed"] + balance["removed"] - balance["added"]
+    )
     # A broken balance is our bug, not the user's: fail loudly rather than write a wrong report.
     assert balance["ok"], f"row counts do not add up: {balance}"
     report = {
@@ -135,8 +163,13 @@ def prepare_dataset(
         "lengths": length_stats(lengths, unit),
         "examples": {op: ex for op, ex in log.examples.items()},
         "seconds": round(time.perf_counter() - started, 3),
-        "files": {"train": train_path.name, "eval": eval_path.name if eval_path else None,
-                  "rejects": "rejects.jsonl", "plot": "lengths.png", "markdown": "report.md"},
+        "files": {
+            "train": train_path.name,
+            "eval": eval_path.name if eval_path else None,
+            "rejects": "rejects.jsonl",
+            "plot": "lengths.png",
+            "markdown": "report.md",
+        },
     }
     write_length_plot(out_dir / "lengths.png", lengths, unit, f"{name}: {unit} per row")
     write_markdown(out_dir / "report.md", report)
@@ -161,8 +194,9 @@ def load_prepared(name: str, out_dir: Path, fingerprint: str | None = None) -> P
     eval_path = out_dir / eval_name if eval_name else None
     if not train_path.is_file() or (eval_path is not None and not eval_path.is_file()):
         return None
-    return PreparedDataset(name, report["kind"], train_path, eval_path, report["train_rows"], report,
-                           report["fingerprint"])
+    return PreparedDataset(
+        name, report["kind"], train_path, eval_path, report["train_rows"], report, report["fingerprint"]
+    )
 
 
 def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row], list[dict[str, Any]]]:
@@ -175,16 +209,28 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
             read += 1
             if rec.value is None:
                 assert rec.error is not None
-                log.add(source=source, line=rec.line, operator="load", reason=rec.error[0], detail=rec.error[1],
-                        row=rec.raw)
+                log.add(
+                    source=source,
+                    line=rec.line,
+                    operator="load",
+                    reason=rec.error[0],
+                    detail=rec.error[1],
+                    row=rec.raw,
+                )
                 bad += 1
                 continue
             record = {src.columns.get(k, k): v for k, v in rec.value.items()} if src.columns else rec.value
             try:
                 data = normalize(record, src.format, spec.kind)
             except RowError as e:
-                log.add(source=source, line=rec.line, operator="format", reason=e.reason, detail=e.detail,
-                        row=rec.value)
+                log.add(
+                    source=source,
+                    line=rec.line,
+                    operator="format",
+                    reason=e.reason,
+                    detail=e.detail,
+                    row=rec.value,
+                )
                 bad += 1
                 continue
             rows.append(Row(data, source, rec.line, i))
@@ -195,7 +241,9 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
 def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_dir: Path) -> None:
     bad = log.malformed()
     if read == 0:
-        raise DataError(f"dataset {name!r}: the sources hold no rows", problems=[s.label for s in spec.sources])
+        raise DataError(
+            f"dataset {name!r}: the sources hold no rows", problems=[s.label for s in spec.sources]
+        )
     if bad / read <= spec.max_reject_fraction:
         return
     write_jsonl(out_dir / "rejects.jsonl", log.entries)

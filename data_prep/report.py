@@ -62,7 +62,9 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines += ["| step | rows in | removed | rows out | reasons |", "|---|---:|---:|---:|---|"]
     for step in report["steps"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in step["reasons"].items())
-        lines.append(f"| {step['step']} | {step['rows_in']} | {step['removed']} | {step['rows_out']} | {reasons} |")
+        lines.append(
+            f"| {step['step']} | {step['rows_in']} | {step['removed']} | {step['rows_out']} | {reasons} |"
+        )
     b = report["balance"]
     lines += [
         "",
@@ -90,10 +92,22 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             lines.append(f"### {op}")
             for ex in examples:
                 lines.append(f"- `{ex['source']}:{ex['line']}` {ex['reason']}: {ex['detail']}")
-                lines.append(f"  `{ex['row'][:200]}`")
+                shown = " ".join(ex["row"][:200].split()).replace("`", "'")
+                lines.append(f"  `{shown}`")
             lines.append("")
     with atomic_writer(path) as f:
         f.write("\n".join(lines))
+
+
+def _reasons_cell(step: dict[str, Any]) -> str:
+    details = step.get("details") or {}
+    parts = [f"{k} {v}" for k, v in list(step["reasons"].items())[:4]]
+    if details.get("scrubbed"):
+        found = ", ".join(f"{k} {v}" for k, v in details["scrubbed"].items())
+        parts.append(f"scrubbed {found} in {details['rows_with_pii']} rows")
+    if details.get("warning"):
+        parts.append(f"[yellow]warning: {details['warning']}[/yellow]")
+    return ", ".join(parts)
 
 
 def render_report(prepared: PreparedDataset) -> Any:
@@ -110,15 +124,19 @@ def render_report(prepared: PreparedDataset) -> Any:
     table.add_column("out", justify="right")
     table.add_column("reasons", overflow="fold")
     for step in report["steps"]:
-        reasons = ", ".join(f"{k} {v}" for k, v in list(step["reasons"].items())[:4])
-        if step.get("details", {}).get("scrubbed"):
-            reasons = ", ".join(f"{k} {v}" for k, v in step["details"]["scrubbed"].items()) + " scrubbed"
-        removed = str(step["removed"]) if step["removed"] else "-"
-        table.add_row(step["step"], str(step["rows_in"]), removed, str(step["rows_out"]), reasons)
+        table.add_row(
+            step["step"],
+            str(step["rows_in"]),
+            str(step["removed"] or "-"),
+            str(step["rows_out"]),
+            _reasons_cell(step),
+        )
     b = report["balance"]
+    ls = report["lengths"]
+    lengths = f"  {ls['unit']} p50 {ls['p50']} p95 {ls['p95']} max {ls['max']}" if ls.get("count") else ""
     footer = Text(
         f"train {report['train_rows']}  eval {report['eval_rows']}  "
-        f"malformed {b['malformed']}  removed {b['removed']}  -> {prepared.train_path.parent}",
+        f"malformed {b['malformed']}  removed {b['removed']}{lengths}\n-> {prepared.train_path.parent}",
         style="dim",
     )
     return Group(table, footer)

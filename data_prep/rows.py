@@ -42,7 +42,11 @@ def answer_texts(data: dict[str, Any], kind: str) -> list[str]:
         return _contents(data["messages"], ("assistant",))
     if kind == "preference":
         return [data["chosen"], data["rejected"]]
-    return [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in data.items() if k != "prompt"]
+    return [
+        v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        for k, v in data.items()
+        if k != "prompt"
+    ]
 
 
 def texts(data: dict[str, Any], kind: str, field: str = "all") -> list[str]:

@@ -106,11 +106,13 @@ def _parse_json_line(lineno: int, chunk: bytes) -> Record:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        return Record(lineno, None, ("invalid_json", f"{e.msg} at column {e.colno}"), text)
+        return Record(lineno, None, ("invalid_json", f"{e.msg} (column {e.colno})"), text)
     except RecursionError:
         return Record(lineno, None, ("invalid_json", "nesting too deep"), text)
     if not isinstance(value, dict):
-        return Record(lineno, None, ("not_an_object", f"expected a JSON object, got {type(value).__name__}"), text)
+        return Record(
+            lineno, None, ("not_an_object", f"expected a JSON object, got {type(value).__name__}"), text
+        )
     return Record(lineno, value)
 
 
@@ -132,7 +134,9 @@ def _iter_json(path: Path, max_line_bytes: int) -> Iterator[Record]:
         if isinstance(item, dict):
             yield Record(i, item)
         else:
-            yield Record(i, None, ("not_an_object", f"expected a JSON object, got {type(item).__name__}"), item)
+            yield Record(
+                i, None, ("not_an_object", f"expected a JSON object, got {type(item).__name__}"), item
+            )
 
 
 def _decode_cell(key: str, value: Any) -> Any:
@@ -145,7 +149,16 @@ def _decode_cell(key: str, value: Any) -> Any:
 
 
 def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[Record]:
-    csv.field_size_limit(max_line_bytes)
+    # The csv module bounds a field, not a row; a field over the limit becomes
+    # an `invalid_csv` reject. The limit is process-wide, so put it back after.
+    previous = csv.field_size_limit(max_line_bytes)
+    try:
+        yield from _csv_records(path)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_records(path: Path) -> Iterator[Record]:
     with open(path, "rb") as fb:
         # surrogateescape keeps bad bytes visible per row instead of failing the file.
         text = io.TextIOWrapper(fb, encoding="utf-8", errors="surrogateescape", newline="")
@@ -172,7 +185,12 @@ def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[Record]:
                 continue
             raw = ",".join(cells)
             if any(_has_surrogates(c) for c in cells):
-                yield Record(line, None, ("invalid_utf8", "invalid UTF-8 in a CSV cell"), raw.encode("utf-8", "replace"))
+                yield Record(
+                    line,
+                    None,
+                    ("invalid_utf8", "invalid UTF-8 in a CSV cell"),
+                    raw.encode("utf-8", "replace"),
+                )
             elif len(cells) != len(header):
                 detail = f"{len(cells)} fields, header has {len(header)}"
                 yield Record(line, None, ("csv_field_count", detail), raw)

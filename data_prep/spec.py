@@ -40,9 +40,13 @@ class SourceSpec(_Strict):
         description="Local JSONL/JSON/CSV/Parquet file (optionally .gz for JSONL); relative paths are "
         "resolved against the recipe file's folder.",
     )
-    hub: str | None = Field(default=None, description="Hugging Face dataset id (needs the hub or its local cache).")
+    hub: str | None = Field(
+        default=None, description="Hugging Face dataset id (needs the hub or its local cache)."
+    )
     disk: str | None = Field(default=None, description="Folder written by `datasets` `save_to_disk`.")
-    split: str = Field(default="train", description="Split to read from a hub dataset or a saved DatasetDict.")
+    split: str = Field(
+        default="train", description="Split to read from a hub dataset or a saved DatasetDict."
+    )
     subset: str | None = Field(default=None, description="Hub dataset configuration name.")
     format: SourceFormat = Field(
         default="auto", description="Input row format; `auto` detects it per row from the column names."
@@ -57,7 +61,9 @@ class SourceSpec(_Strict):
         description="Mixing multiplier on this source's curated rows: 0.5 keeps a seeded half, 2 repeats each row twice.",
     )
     max_rows: int | None = Field(
-        default=None, gt=0, description="Cap on this source's rows in the final mix (seeded sample, after curation)."
+        default=None,
+        gt=0,
+        description="Cap on this source's rows in the final mix (seeded sample, after curation).",
     )
 
     @model_validator(mode="after")
@@ -79,16 +85,26 @@ class SourceSpec(_Strict):
 
 
 class ExactDedup(_Strict):
-    method: Literal["exact"] = Field(default="exact", description="Hash of the normalized text (case and whitespace folded).")
-    on: TextField = Field(default="all", description="Which text identifies a duplicate: the whole row, prompt or answer.")
+    method: Literal["exact"] = Field(
+        default="exact", description="Hash of the normalized text (case and whitespace folded)."
+    )
+    on: TextField = Field(
+        default="all", description="Which text identifies a duplicate: the whole row, prompt or answer."
+    )
 
 
 class MinHashDedup(_Strict):
-    method: Literal["minhash"] = Field(default="minhash", description="MinHash + LSH near-duplicate detection.")
-    threshold: float = Field(default=0.8, gt=0, lt=1, description="Jaccard similarity above which rows are near-duplicates.")
+    method: Literal["minhash"] = Field(
+        default="minhash", description="MinHash + LSH near-duplicate detection."
+    )
+    threshold: float = Field(
+        default=0.8, gt=0, lt=1, description="Jaccard similarity above which rows are near-duplicates."
+    )
     num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash signature length (permutations).")
     shingle: int = Field(default=3, ge=1, le=16, description="Word n-gram size of the shingles.")
-    on: TextField = Field(default="all", description="Which text is compared: the whole row, prompt or answer.")
+    on: TextField = Field(
+        default="all", description="Which text is compared: the whole row, prompt or answer."
+    )
 
 
 def _expand_method(value: Any) -> Any:
@@ -96,7 +112,7 @@ def _expand_method(value: Any) -> Any:
     if isinstance(value, str):
         return {"method": value}
     if isinstance(value, dict) and len(value) == 1:
-        (key, inner), = value.items()
+        ((key, inner),) = value.items()
         if key in ("exact", "minhash"):
             if isinstance(inner, (int, float)) and not isinstance(inner, bool):
                 return {"method": key, "threshold": inner}
@@ -110,7 +126,9 @@ def _expand_method(value: Any) -> Any:
 class TokenFilter(_Strict):
     min_tokens: int = Field(default=0, ge=0, description="Drop rows shorter than this many tokens.")
     max_tokens: int | None = Field(
-        default=None, gt=0, description="Drop rows longer than this many tokens (as the chat template renders them)."
+        default=None,
+        gt=0,
+        description="Drop rows longer than this many tokens (as the chat template renders them).",
     )
 
 
@@ -122,16 +140,22 @@ class QualitySpec(_Strict):
         default=0.3, gt=0, le=1, description="Drop answers whose share of repeated word 3-grams exceeds this."
     )
     max_symbol_ratio: float | None = Field(
-        default=0.5, gt=0, le=1, description="Drop answers whose share of non-alphanumeric characters exceeds this."
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Drop answers whose share of non-alphanumeric characters exceeds this.",
     )
     drop_truncated: bool = Field(
-        default=True, description="Drop answers that look cut off (open code fence, trailing comma/connective)."
+        default=True,
+        description="Drop answers that look cut off (open code fence, trailing comma/connective).",
     )
 
 
 class RegexSpec(_Strict):
     drop: list[str] = Field(default_factory=list, description="Drop rows where any of these regexes matches.")
-    keywords: list[str] = Field(default_factory=list, description="Drop rows containing any of these whole words.")
+    keywords: list[str] = Field(
+        default_factory=list, description="Drop rows containing any of these whole words."
+    )
     field: TextField = Field(default="all", description="Which text the patterns are matched against.")
     ignore_case: bool = Field(default=True, description="Case-insensitive matching.")
 
@@ -148,7 +172,8 @@ class RegexSpec(_Strict):
 
 class PiiSpec(_Strict):
     action: Literal["scrub", "drop"] = Field(
-        default="scrub", description="`scrub` replaces matches with placeholders like <EMAIL>; `drop` removes the row."
+        default="scrub",
+        description="`scrub` replaces matches with placeholders like <EMAIL>; `drop` removes the row.",
     )
     kinds: list[PiiKind] = Field(
         default_factory=lambda: ["email", "phone", "ip", "key"], description="Which kinds of PII to look for."
@@ -165,6 +190,13 @@ class DecontaminateSpec(_Strict):
         default=6,
         ge=1,
         description="Eval texts shorter than `ngram` but at least this many tokens are matched whole.",
+    )
+    min_overlap: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Share of an eval text's n-grams a row must contain to count as contaminated "
+        "(0: any single n-gram).",
     )
     field: TextField = Field(default="all", description="Which text of a training row is checked.")
 
@@ -207,7 +239,9 @@ class RegexStep(_Step):
 
 class PiiStep(_Step):
     op: ClassVar[str] = "pii"
-    pii: PiiSpec = Field(description="PII scrubbing (emails, phones, IPs, key-like strings); `scrub` or `drop`.")
+    pii: PiiSpec = Field(
+        description="PII scrubbing (emails, phones, IPs, key-like strings); `scrub` or `drop`."
+    )
 
     @field_validator("pii", mode="before")
     @classmethod
@@ -217,7 +251,9 @@ class PiiStep(_Step):
 
 class DecontaminateStep(_Step):
     op: ClassVar[str] = "decontaminate"
-    decontaminate: DecontaminateSpec = Field(description="Remove rows overlapping the eval suite (n-gram match).")
+    decontaminate: DecontaminateSpec = Field(
+        description="Remove rows overlapping the eval suite (n-gram match)."
+    )
 
     @field_validator("decontaminate", mode="before")
     @classmethod
@@ -258,21 +294,31 @@ class DatasetSpec(_Strict):
         default="chat",
         description="Canonical row shape: chat `messages`, preference (prompt/chosen/rejected) or prompt (RL).",
     )
-    sources: list[SourceSpec] = Field(min_length=1, description="Input files or datasets, mixed into one dataset.")
-    curate: list[CurateStep] = Field(default_factory=list, description="Curation operators, applied in this order.")
+    sources: list[SourceSpec] = Field(
+        min_length=1, description="Input files or datasets, mixed into one dataset."
+    )
+    curate: list[CurateStep] = Field(
+        default_factory=list, description="Curation operators, applied in this order."
+    )
     max_reject_fraction: float = Field(
         default=0.2, ge=0, le=1, description="Fail when more than this share of read rows is malformed."
     )
     max_line_bytes: int = Field(
         default=1 << 20, gt=0, description="Reject (without loading) input lines longer than this many bytes."
     )
-    eval_split: float = Field(default=0.0, ge=0, lt=1, description="Share of the curated rows held out as eval.jsonl.")
+    eval_split: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of the curated rows held out as eval.jsonl."
+    )
     shuffle: bool = Field(default=True, description="Seeded shuffle of the final mix.")
 
     @model_validator(mode="after")
     def _formats_fit_kind(self) -> DatasetSpec:
         ok = COMPATIBLE_FORMATS[self.kind]
-        bad = [f"{s.label} (format {s.format})" for s in self.sources if s.format != "auto" and s.format not in ok]
+        bad = [
+            f"{s.label} (format {s.format})"
+            for s in self.sources
+            if s.format != "auto" and s.format not in ok
+        ]
         if bad:
             raise ValueError(f"kind {self.kind!r} accepts formats {sorted(ok)}; not: {', '.join(bad)}")
         return self

@@ -18,7 +18,7 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
     from posttrain.models.loading import load_tokenizer
     from posttrain.models.resolve import resolve_model
     from posttrain.pipeline.fingerprint import stage_fingerprint
-    from posttrain.pipeline.plan import BASE, plan_stages
+    from posttrain.pipeline.plan import BASE, plan_stages, upstream_fingerprint
     from posttrain.pipeline.rundir import last_checkpoint, read_json
     from posttrain.pipeline.runner import base_fingerprint
 
@@ -37,7 +37,7 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
             recipe.datasets[stage.spec.data], base_dir=loaded.base_dir, tokenizer_id=tokenizer_id(tokenizer),
             eval_fingerprint=eval_fp, seed=recipe.seed,
         )
-        fp = stage_fingerprint(stage.spec, fingerprints[stage.input], data_fp, recipe.seed)
+        fp = stage_fingerprint(stage.spec, upstream_fingerprint(stage, fingerprints), data_fp, recipe.seed)
         fingerprints[stage.spec.name] = fp
         record = read_json(run_dir / stage.spec.name / "stage.json") or {}
         if record.get("fingerprint") == fp and record.get("status") == "completed":
@@ -53,7 +53,8 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
 
 def print_run_report(report: Any, *, console: Console) -> None:
     """Stage timings, then the leaderboard: base vs every stage, with deltas."""
-    from posttrain.evaluation.leaderboard import leaderboard_table
+    from posttrain.evaluation.leaderboard import rich_table
+    from posttrain.pipeline.leaderboard import DISTILL_COLUMNS, distill_summary, stage_rows
 
     timings = Table(title=f"run {report.run_dir.name}: {report.seconds:.0f}s")
     for column in ("stage", "status", "seconds", "train loss", "export"):
@@ -68,6 +69,13 @@ def print_run_report(report: Any, *, console: Console) -> None:
             ", ".join(stage.exports) or "-",
         )
     console.print(timings)
-    rows = [("base", report.base.scores)] + [(s.name, s.scores) for s in report.stages]
-    console.print(leaderboard_table(rows, title="leaderboard (lm-eval, higher is better)"))
+    console.print(rich_table(stage_rows(report), title="leaderboard (lm-eval; Δ vs base, and vs input stage)"))
+    distilled = distill_summary(report)
+    if distilled:
+        table = Table(title="distillation (retention = student score / teacher score)")
+        for column in DISTILL_COLUMNS:
+            table.add_column(column)
+        for row in distilled:
+            table.add_row(*row)
+        console.print(table)
     console.print(f"run directory: {report.run_dir}")

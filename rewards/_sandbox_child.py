@@ -41,6 +41,12 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
 PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+CAP_DAC_READ_SEARCH = 2
+CAPABILITY_VERSION_3 = 0x20080522
 
 
 # ---------------------------------------------------------------- launch side
@@ -82,6 +88,25 @@ def _drop_to_nobody():
     os.setresuid(NOBODY, NOBODY, NOBODY)
 
 
+def _drop_to_nobody_keeping_read(call):
+    """Become nobody but keep CAP_DAC_READ_SEARCH across exec.
+
+    For interpreters that nobody cannot reach (e.g. pyenv under a 0700
+    /root): the child can still read and traverse everything, so the audit
+    hook alone guards reads, but it can no longer write, create device nodes,
+    signal other users' processes or escape RLIMIT_NPROC.
+    """
+    import ctypes
+
+    call("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    _drop_to_nobody()
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    bit = 1 << CAP_DAC_READ_SEARCH
+    data = (ctypes.c_uint32 * 6)(bit, bit, bit, 0, 0, 0)  # effective, permitted, inheritable (low word)
+    call("capset", header, data)
+    call("prctl", PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
+
+
 def _mount_flags(path):
     # Inside a user namespace a read-only remount must keep the flags that the
     # outer mount locks (nosuid, nodev, noexec), or the kernel refuses it.
@@ -115,7 +140,7 @@ def _build_root(call, cfg, code):
             open(target, "w").close()
         call("mount", path.encode(), target.encode(), None, MS_BIND | MS_REC, None)
         if not path.startswith("/dev/"):
-            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags(target)
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | _mount_flags(target)
             call("mount", None, target.encode(), None, flags, None)
     sandbox = root + "/sandbox"
     os.mkdir(sandbox)
@@ -147,7 +172,11 @@ def _set_limits(cfg, nproc):
         resource.setrlimit(res, (value, value))
 
 
-def _exec_run(cfg, layers, status_fd):
+def _exec_run(cfg, layers, status_fd, call):
+    if call is not None:
+        # setuid binaries and file capabilities grant nothing from here on
+        call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        layers.add("no_new_privs")
     os.write(status_fd, json.dumps(sorted(layers)).encode())
     os.close(status_fd)
     argv = [*cfg["run_argv"], json.dumps({"hook": cfg["hook"], "workdir": os.getcwd()})]
@@ -162,7 +191,10 @@ def _launch_namespaced(cfg, status_fd, call, layers):
     # Root builds the namespaces directly and drops to nobody afterwards; any
     # other user needs a user namespace to get the capabilities for it.
     uid, gid = os.geteuid(), os.getegid()
-    call("unshare", flags if as_root else flags | CLONE_NEWUSER)  # failing here changes nothing
+    try:
+        call("unshare", flags if as_root else flags | CLONE_NEWUSER)
+    except OSError:
+        return  # refused (e.g. a container's seccomp profile); nothing has changed yet
     try:
         if not as_root:
             _write("/proc/self/setgroups", "deny")
@@ -184,10 +216,14 @@ def _launch_namespaced(cfg, status_fd, call, layers):
         os._exit(SETUP_FAILED)
     pid = os.fork()  # the child is pid 1 of the new pid namespace: its death ends them all
     if pid == 0:
-        call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        _set_limits(cfg, nproc)
-        layers.add("rlimits")
-        _exec_run(cfg, layers, status_fd)
+        try:
+            call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _set_limits(cfg, nproc)
+            layers.add("rlimits")
+            _exec_run(cfg, layers, status_fd, call)
+        finally:  # only reached if exec failed
+            os.write(2, b"sandbox setup failed: exec in the namespace failed\n")
+            os._exit(SETUP_FAILED)
     os.close(status_fd)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
@@ -198,9 +234,13 @@ def _launch_namespaced(cfg, status_fd, call, layers):
 
 
 def _launch_plain(cfg, status_fd, call, layers):
-    if os.geteuid() == 0 and cfg["nobody_can_run"]:
-        _drop_to_nobody()
-        layers.add("privdrop")
+    if os.geteuid() == 0:
+        if cfg["nobody_can_run"]:
+            _drop_to_nobody()
+            layers.add("privdrop")
+        elif call is not None:
+            _drop_to_nobody_keeping_read(call)
+            layers.add("privdrop_readall")
     if call is not None:
         call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     uid = os.geteuid()
@@ -208,7 +248,7 @@ def _launch_plain(cfg, status_fd, call, layers):
     nproc = None if uid == 0 else _count_processes(uid) + cfg["max_processes"]
     _set_limits(cfg, nproc)
     layers.add("rlimits")
-    _exec_run(cfg, layers, status_fd)
+    _exec_run(cfg, layers, status_fd, call)
 
 
 def launch(cfg):
@@ -220,18 +260,18 @@ def launch(cfg):
     except OSError:
         call = None
     if cfg["namespaces"] and call is not None:
-        try:
-            _launch_namespaced(cfg, status_fd, call, layers)
-        except OSError:
-            pass  # unshare refused: nothing changed, carry on without namespaces
+        _launch_namespaced(cfg, status_fd, call, layers)  # returns only if unshare was refused
     _launch_plain(cfg, status_fd, call, layers)
 
 
 # ------------------------------------------------------------------- run side
 def _make_hook(workdir, read_roots):
-    # The hook reads its policy from keyword defaults, not a closure: replacing
-    # a function's __kwdefaults__/__code__ raises an audit event the hook
-    # blocks, whereas a closure cell can be rebound silently.
+    """The audit hook: a policy over Python's audit events (see the sandbox docs)."""
+    import pathlib  # its path types are the only path-likes the hook trusts
+
+    # Policy lives in keyword defaults, not a closure: replacing __kwdefaults__
+    # or __code__ raises an audit event the hook blocks, whereas a closure
+    # cell can be rebound silently.
     write_events = frozenset({
         "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.chown",
         "os.truncate", "os.utime", "os.setxattr", "os.removexattr", "shutil.rmtree",
@@ -244,34 +284,48 @@ def _make_hook(workdir, read_roots):
         "subprocess.", "signal.pthread_kill", "pty.", "gc.get_", "sys._current_frames",
         "_posixsubprocess.", "fcntl.ioctl", "mmap.", "resource.prlimit",
     )
-    denied_imports = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters"})
-    wflags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    denied_imports = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "posix", "_imp"})
+    path_types = (str, bytes, pathlib.PurePosixPath, pathlib.PosixPath)
 
-    def hook(event, args, *, _w=(workdir,), _r=tuple(read_roots), _we=write_events,
-             _re=read_events, _dp=denied_prefixes, _di=denied_imports, _wf=wflags,
-             _real=os.path.realpath, _fs=os.fsdecode):
-        def inside(path, roots):
-            if isinstance(path, int):
-                return True  # an fd the process already holds
-            real = _real(_fs(path))
-            return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
+    def hook(event, args, *, _w=(workdir,), _r=tuple(read_roots), _we=write_events, _re=read_events,
+             _dp=denied_prefixes, _di=denied_imports, _pt=path_types, _fi=("__code__", "__kwdefaults__"),
+             _wf=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+             _dev=("/dev/null", "/dev/urandom", "/dev/zero"), _real=os.path.realpath, _fs=os.fsdecode,
+             _isfile=os.path.isfile):
+        def resolve(path):
+            # An arbitrary __fspath__ could answer the hook with one path and
+            # the system call with another, so only plain path types pass.
+            if type(path) not in _pt:
+                raise PermissionError(f"sandbox: {event} with a {type(path).__name__} path")
+            return _real(_fs(path))
+
+        def under(real, roots):
+            return any(real == r or real.startswith(r + "/") for r in roots)
 
         if event.startswith(_dp):
             raise PermissionError(f"sandbox: {event} is not allowed")
         if event == "import" and args[0].partition(".")[0] in _di:
             raise PermissionError(f"sandbox: import of {args[0]} is not allowed")
-        if event == "object.__setattr__" and (callable(args[0]) or type(args[0]).__name__ == "code"):
+        if event == "object.__setattr__" and args[1] in _fi and type(args[0]).__name__ == "function":
             raise PermissionError("sandbox: rebinding function internals is not allowed")
         if event == "open":
             path, mode, flags = args
+            if type(path) is int:
+                return  # an fd the process already holds
+            real = resolve(path)
             writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & _wf)
-            if not inside(path, _w if writing else _w + _r):
+            if under(real, _w):
+                return
+            # Outside the work dir: read-only, and files only (a directory fd
+            # would let dir_fd-relative calls slip past the path checks).
+            if writing or not ((under(real, _r) and _isfile(real)) or real in _dev):
                 raise PermissionError(f"sandbox: cannot open {path!r}")
         elif event in _we:
-            for path in args:
-                if isinstance(path, (str, bytes)) and not inside(path, _w):
+            for arg in args:
+                if type(arg) is not int and arg is not None and not under(resolve(arg), _w):
                     raise PermissionError(f"sandbox: {event} outside the sandbox")
-        elif event in _re and args and args[0] is not None and not inside(args[0], _w + _r):
+        elif (event in _re and args and args[0] is not None and type(args[0]) is not int
+              and not under(resolve(args[0]), _w + _r)):
             raise PermissionError(f"sandbox: {event} outside the sandbox")
 
     return hook
@@ -283,8 +337,7 @@ def run(cfg):
     code = compile(source, "main.py", "exec")
     if cfg["hook"]:
         stdlib = os.path.dirname(os.__file__)
-        roots = [os.path.realpath(p) for p in (stdlib, "/dev/null", "/dev/urandom")]
-        sys.addaudithook(_make_hook(os.path.realpath(cfg["workdir"]), roots))
+        sys.addaudithook(_make_hook(os.path.realpath(cfg["workdir"]), [os.path.realpath(stdlib)]))
     sys.argv = ["main.py"]
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
 

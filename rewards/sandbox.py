@@ -12,8 +12,9 @@ the repository, other sandboxes or the training process, and must always
 return. It is *not* designed to hold a determined human attacker with kernel
 exploits; run it in a container or VM if that matters to you.
 
-Layers (defence in depth; each one is enough for most hostile cases, and the
-hostile-completion tests run every case with each layer switched off in turn):
+Layers (defence in depth; each is enough for most hostile cases, and the
+hostile-completion tests run every case three ways: all layers, without
+namespaces, and without the audit hook):
 
 1. Process control (always): a fresh session / process group, killed as a
    whole on the wall-clock timeout; the child dies if its parent dies
@@ -24,22 +25,35 @@ hostile-completion tests run every case with each layer switched off in turn):
    ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_CORE=0`` and
    ``RLIMIT_NPROC`` (ignored for root, hence layer 3).
 3. Privilege drop (when the caller is root): the child becomes ``nobody``
-   before running anything, so file permissions apply again.
-4. Namespaces (when the kernel allows unprivileged user namespaces): a new
-   user, mount, network, pid, IPC and UTS namespace. The child sees a private
-   root made of read-only binds of the system and interpreter directories plus
-   a size-capped tmpfs ``/sandbox`` as its only writable place: the repository,
-   ``/tmp`` and ``$HOME`` do not exist for it. The network namespace has only
-   a downed loopback. It is pid 1 of its pid namespace, so when it dies every
-   process it started dies too. ``RLIMIT_NPROC`` counts per user namespace
-   here, so one sandbox's fork bomb does not starve the others.
+   before running anything, so file permissions apply again, RLIMIT_NPROC
+   counts and other users' processes cannot be signalled. If ``nobody``
+   cannot reach the interpreter (e.g. pyenv under a 0700 ``/root``) and the
+   namespace layer is missing, it keeps one capability, CAP_DAC_READ_SEARCH
+   (layer ``privdrop_readall``): it can read, but not write, anything, so
+   the audit hook alone guards reads there. ``PR_SET_NO_NEW_PRIVS`` makes
+   setuid binaries useless in every mode.
+4. Namespaces: new mount, network, pid, IPC and UTS namespaces (a non-root
+   caller also gets a user namespace, where the kernel allows unprivileged
+   ones; that path is not exercised on the root-only CI machines). The child sees
+   a private root made of read-only, nosuid binds of the system and
+   interpreter directories plus a size-capped tmpfs ``/sandbox`` as its only
+   writable place: the repository, ``/tmp`` and ``$HOME`` do not exist for
+   it. The network namespace has only a downed loopback. The child is pid 1
+   of its pid namespace, so when it dies every process it started dies too.
+   If the kernel refuses ``unshare`` the sandbox falls back (with a one-time
+   warning) to layers 1, 2, 3 and 5.
 5. Audit hook (``sys.addaudithook``, on by default): refuses fork/exec/spawn,
-   sockets, signals to other processes, ctypes, opening files for writing
-   outside the work directory and reading outside it and the standard
-   library. Audit hooks are not a security boundary on their own (a
-   sufficiently clever pure-Python escape may exist); here they are the layer
-   that still holds when 3 and 4 are unavailable, e.g. as root inside a
-   container that forbids ``unshare``.
+   sockets, signals, ctypes, opening files for writing outside the work
+   directory, reading anything but the work directory and regular files of
+   the standard library, directory handles outside the work directory,
+   path-likes other than ``str``/``bytes``/``pathlib`` (a custom
+   ``__fspath__`` could show the hook one path and the system call another),
+   re-importing ``posix``/``_imp``, and rebinding the hook's own internals.
+   Audit hooks are not a security boundary on their own (CPython has no
+   audit events for e.g. ``os.mkfifo``/``os.mknod``, and a clever pure-Python
+   escape may exist); here they are the layer that still holds reads when the
+   namespace layer is unavailable, e.g. inside a container that forbids
+   ``unshare``.
 
 What it does not stop: CPU contention (the child shares the cores until its
 CPU limit), kernel exploits, side channels, and reward hacking by code that
@@ -51,6 +65,7 @@ standard library is importable inside (``python -I -S``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -210,10 +225,8 @@ def _spawn_and_wait(argv, workdir, out, err, status_w, timeout_s):
 
 
 def _killpg(pgid):
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read_capped(fh, limit):
@@ -242,8 +255,11 @@ def _killed_reason(rc, timed_out, stderr):
         sig = -rc
         named = {signal.SIGXCPU: "cpu_time", signal.SIGXFSZ: "file_size", signal.SIGKILL: "killed"}
         return named.get(sig, f"signal {sig}")
-    if rc and "MemoryError" in stderr[-2000:]:
+    tail = stderr[-2000:]
+    if rc and "MemoryError" in tail:
         return "memory"
+    if rc and "[Errno 27] File too large" in tail:
+        return "file_size"  # Python ignores SIGXFSZ, so the limit surfaces as EFBIG
     return None
 
 

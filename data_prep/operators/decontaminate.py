@@ -1,19 +1,28 @@
-"""Decontamination: drop training rows that share an n-gram with the eval suite.
+"""Decontamination: drop training rows that contain (most of) an eval text.
 
 Texts are tokenized into words and single symbols ("12 + 7" and "12 - 7"
-differ). Every `ngram`-token window of an eval text is a contaminating n-gram.
-Eval prompts are often shorter than 13 tokens (an arithmetic question), so an
-eval text with `min_ngram <= len < ngram` tokens counts as one n-gram of its
-own length, matched anywhere in a training row; shorter texts (a bare answer
-like "19") would match everything and are skipped, and counted in the report.
+differ). Each eval text is cut into `ngram`-token windows; a training row is
+contaminated by an eval text when it contains at least `min_overlap` of that
+text's windows. A single shared 13-gram (the GPT-3 rule, `min_overlap: 0`)
+is too eager for templated data: eval prompts and clean training prompts
+share instruction tails ('... each friend get? End your reply with
+"Answer: <number>".') that alone span many 13-grams. On the quickstart mix,
+any-13-gram removed 733 of 1548 rows for 24 planted copies; coverage >= 0.8
+removes exactly the 24.
 
-Lookup cost: grams are indexed by their first token, so each training token
-costs one dict lookup, and a tuple is built only where an eval gram could start.
+Eval prompts are often shorter than `ngram` tokens, so a text with
+`min_ngram <= len < ngram` tokens is one window of its own length, matched
+anywhere in a row; shorter texts (a bare answer like "19") would match
+everything and are skipped, and counted in the report.
+
+Lookup cost: windows are indexed by their first token, so each training
+token costs one dict lookup, and a tuple is built only where a window could start.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,31 +34,40 @@ from posttrain.errors import DataError
 
 
 class NgramIndex:
-    def __init__(self, docs: list[str], n: int, min_n: int) -> None:
-        self.grams: set[tuple[str, ...]] = set()
+    def __init__(self, docs: list[str], n: int, min_n: int, min_overlap: float) -> None:
+        self.docs = docs
+        self.owners: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        self.need: dict[int, int] = {}
+        self.total: dict[int, int] = {}
         self.lengths_by_first: dict[str, set[int]] = defaultdict(set)
         self.skipped_short = 0
-        for doc in docs:
+        for doc_id, doc in enumerate(docs):
             toks = tokens(doc)
             if len(toks) >= n:
-                for i in range(len(toks) - n + 1):
-                    self._add(tuple(toks[i : i + n]))
+                grams = {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
             elif len(toks) >= min_n:
-                self._add(tuple(toks))
-            elif toks:
-                self.skipped_short += 1
+                grams = {tuple(toks)}
+            else:
+                self.skipped_short += bool(toks)
+                continue
+            self.total[doc_id] = len(grams)
+            self.need[doc_id] = max(1, math.ceil(min_overlap * len(grams)))
+            for gram in grams:
+                self.owners[gram].append(doc_id)
+                self.lengths_by_first[gram[0]].add(len(gram))
 
-    def _add(self, gram: tuple[str, ...]) -> None:
-        self.grams.add(gram)
-        self.lengths_by_first[gram[0]].add(len(gram))
-
-    def find(self, text: str) -> tuple[str, ...] | None:
+    def find(self, text: str) -> tuple[int, int, int] | None:
+        """(eval text id, its windows found, its windows) of the first eval text the row covers enough."""
         toks = tokens(text)
+        found: dict[int, set[tuple[str, ...]]] = defaultdict(set)
         for i, tok in enumerate(toks):
             for length in self.lengths_by_first.get(tok, ()):
                 gram = tuple(toks[i : i + length])
-                if len(gram) == length and gram in self.grams:
-                    return gram
+                for doc_id in self.owners.get(gram, ()):
+                    found[doc_id].add(gram)
+        for doc_id, grams in found.items():
+            if len(grams) >= self.need[doc_id]:
+                return doc_id, len(grams), self.total[doc_id]
         return None
 
 
@@ -92,18 +110,21 @@ def decontaminate(rows: list[Row], spec: DecontaminateSpec, ctx: OpContext) -> O
         else:
             p = Path(item).expanduser()
             docs.extend(load_texts(p if p.is_absolute() else ctx.base_dir / p))
-    index = NgramIndex(docs, spec.ngram, spec.min_ngram)
+    index = NgramIndex(docs, spec.ngram, spec.min_ngram, spec.min_overlap)
     result = OpResult(kept=[])
     for row in rows:
         hit = index.find("\n".join(texts(row.data, ctx.kind, spec.field)))
         if hit is None:
             result.kept.append(row)
         else:
-            shown = " ".join(hit)
-            result.removed.append((row, "eval_overlap", f"{len(hit)}-gram from the eval set: {shown[:120]!r}"))
+            doc_id, found, total = hit
+            detail = f"holds {found}/{total} of the {spec.ngram}-grams of eval text {docs[doc_id][:100]!r}"
+            result.removed.append((row, "eval_overlap", detail))
     result.details = {
         "eval_texts": len(docs),
-        "eval_ngrams": len(index.grams),
+        "eval_ngrams": len(index.owners),
         "eval_texts_too_short": index.skipped_short,
     }
+    if not docs:
+        result.details["warning"] = "no eval texts to decontaminate against"
     return result

@@ -48,7 +48,9 @@ def count_tokens(rows: list[dict[str, Any]], kind: str, tokenizer: Any) -> list[
 
 def token_filter(rows: list[Row], spec: TokenFilter, ctx: OpContext) -> OpResult:
     if ctx.tokenizer is None:
-        raise DataError("a `filter: {min_tokens/max_tokens}` step needs the stage model's tokenizer, and none was given")
+        raise DataError(
+            "a `filter: {min_tokens/max_tokens}` step needs the stage model's tokenizer, and none was given"
+        )
     counts = count_tokens([r.data for r in rows], ctx.kind, ctx.tokenizer)
     result = OpResult(kept=[])
     for row, n in zip(rows, counts, strict=True):

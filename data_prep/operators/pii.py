@@ -40,7 +40,8 @@ def scrub(text: str, kinds: list[str], counts: Counter[str]) -> str:
     for kind in PATTERNS:
         if kind in kinds:
             text, n = PATTERNS[kind].subn(PLACEHOLDER[kind], text)
-            counts[kind] += n
+            if n:
+                counts[kind] += n
     return text
 
 
@@ -61,7 +62,7 @@ def pii_step(rows: list[Row], spec: PiiSpec, ctx: OpContext) -> OpResult:
     for row in rows:
         counts: Counter[str] = Counter()
         scrubbed = _scrub_row(row.data, ctx.kind, spec.kinds, counts)
-        found = +counts
+        found = counts
         if not found:
             result.kept.append(row)
             continue

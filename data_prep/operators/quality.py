@@ -10,7 +10,31 @@ from data_prep.spec import QualitySpec
 from data_prep.text import words
 
 # Words a finished answer practically never ends on.
-_DANGLING = frozenset("a an the and or but of to with for in on at by from is are was that which because".split())
+_DANGLING = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "with",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "from",
+        "is",
+        "are",
+        "was",
+        "that",
+        "which",
+        "because",
+    ]
+)
 _TRAILING_OPEN = tuple(",:;([{-")
 _MIN_WORDS_FOR_REPETITION = 12
 

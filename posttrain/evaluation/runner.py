@@ -54,7 +54,7 @@ def _compact_metrics(raw: dict[str, Any]) -> dict[str, float | None]:
     """`{"exact_match,none": 0.5, "exact_match_stderr,none": 0.1}` -> `{"exact_match": 0.5, ...}`."""
     out: dict[str, float | None] = {}
     for key, value in raw.items():
-        if key == "alias":
+        if "," not in key:  # "alias", "name", "sample_len": bookkeeping, not metrics
             continue
         metric = key.split(",", 1)[0]
         out[metric] = float(value) if isinstance(value, int | float) else None  # "N/A" stderr
@@ -66,10 +66,13 @@ def _write_samples(path: Path, samples: dict[str, list[dict[str, Any]]]) -> None
     with path.open("w", encoding="utf-8") as f:
         for task, rows in samples.items():
             for s in rows:
+                # arguments: [(context, gen_kwargs)] for generation, [(context, choice), ...] for choices
+                args = [a for a in s.get("arguments", []) if isinstance(a, list | tuple) and a]
                 record = {
                     "task": task,
                     "doc_id": s.get("doc_id"),
-                    "prompt": s.get("arguments"),
+                    "prompt": args[0][0] if args else None,
+                    "choices": [a[1] for a in args if isinstance(a[1], str)] or None,
                     "response": s.get("filtered_resps"),
                     "target": s.get("target"),
                     "metrics": {m: s.get(m) for m in s.get("metrics", [])},

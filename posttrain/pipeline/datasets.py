@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from data_prep import prepare_dataset, render_report
+from data_prep import prepare_dataset
 from posttrain.recipe.loader import LoadedRecipe
 
 
@@ -31,5 +31,4 @@ def prepare_datasets(
             seed=recipe.seed,
             console=console,
         )
-        console.print(render_report(prepared[name]))
     return prepared

@@ -23,7 +23,8 @@ from posttrain.models.resolve import ResolvedModel, resolve_model
 from posttrain.pipeline.datasets import prepare_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
 from posttrain.pipeline.fingerprint import fingerprint, stage_fingerprint
-from posttrain.pipeline.plan import BASE, PlannedStage, downstream, plan_stages
+from posttrain.pipeline.leaderboard import LEADERBOARD_DB, publish_leaderboard
+from posttrain.pipeline.plan import BASE, PlannedStage, downstream, plan_stages, upstream_fingerprint
 from posttrain.pipeline.rundir import last_checkpoint, library_versions, read_json, write_json
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
 from posttrain.stages import STAGES
@@ -36,6 +37,7 @@ class StageOutcome:
     name: str
     lineage: Lineage
     fingerprint: str
+    input: str = ""
     cached: bool = False
     seconds: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
@@ -86,10 +88,12 @@ def run_recipe(
     rerun = downstream(planned, force)
     for stage in planned:
         source = outcomes[stage.input]
-        stage_fp = stage_fingerprint(stage.spec, source.fingerprint, datasets[stage.spec.data].fingerprint, recipe.seed)
+        upstream_fp = upstream_fingerprint(stage, {name: o.fingerprint for name, o in outcomes.items()})
+        stage_fp = stage_fingerprint(stage.spec, upstream_fp, datasets[stage.spec.data].fingerprint, recipe.seed)
         outcome, model = _run_or_reuse(
             loaded, stage, source, stage_fp, run_dir=run_dir, datasets=datasets, tokenizer=tokenizer,
             forced=stage.spec.name in rerun, console=console,
+            earlier={name: o.lineage for name, o in outcomes.items()},
         )
         if stage.spec.evaluate:
             outcome.scores = evaluate_cached(
@@ -99,6 +103,7 @@ def run_recipe(
             )
         del model
         gc.collect()
+        outcome.input = stage.input
         outcome.chain = [stage.spec.name] if stage.spec.full_finetune else [*source.chain, stage.spec.name]
         outcomes[stage.spec.name] = outcome
 
@@ -113,7 +118,9 @@ def run_recipe(
                 base_scores=base_outcome.scores, recipe=recipe, tokenizer=tokenizer,
                 formats=formats if is_last else formats - {"merged"},
             )
-    return RunReport(run_dir=run_dir, base=base_outcome, stages=stage_outcomes, seconds=time.time() - started)
+    report = RunReport(run_dir=run_dir, base=base_outcome, stages=stage_outcomes, seconds=time.time() - started)
+    publish_leaderboard(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
+    return report
 
 
 def base_fingerprint(loaded: LoadedRecipe, base: ResolvedModel) -> str:
@@ -132,6 +139,7 @@ def _run_or_reuse(
     tokenizer: Any,
     forced: bool,
     console: Console,
+    earlier: dict[str, Lineage] | None = None,
 ) -> tuple[StageOutcome, Any]:
     name = stage.spec.name
     stage_dir = run_dir / name
@@ -160,7 +168,8 @@ def _run_or_reuse(
     write_json(stage_dir / "stage.json", status)
     ctx = StageContext(
         recipe=loaded.recipe, stage_dir=stage_dir, input=source.lineage, tokenizer=tokenizer,
-        datasets=datasets, console=console, resume_from=resume_from,
+        datasets=datasets, console=console, resume_from=resume_from, base_dir=loaded.base_dir,
+        input_name=stage.input, earlier=dict(earlier or {}),
         callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard()],
     )
     started = time.time()

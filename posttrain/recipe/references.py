@@ -14,6 +14,8 @@ from typing import Any
 STAGE_DATA_KINDS: dict[str, tuple[str, ...]] = {
     "sft": ("chat",),
     "dpo": ("preference",),
+    "grpo": ("prompt",),
+    "distill": ("chat", "prompt"),
 }
 
 Problem = tuple[tuple[str | int, ...], str]
@@ -52,6 +54,8 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
             else:
                 kind = (datasets[data] or {}).get("kind", "chat") if isinstance(datasets[data], dict) else None
                 wanted = STAGE_DATA_KINDS.get(stage.get("type"))
+                if stage.get("type") == "dpo" and stage.get("on_policy"):
+                    wanted = ("prompt",)  # pairs are sampled from prompts
                 if kind and wanted and kind not in wanted:
                     problems.append(
                         (
@@ -72,7 +76,7 @@ def _check_eval_tasks(document: Any) -> list[Problem]:
     tasks = eval_spec.get("tasks") if isinstance(eval_spec, dict) else None
     if not isinstance(tasks, list) or not tasks:
         return []
-    from posttrain.evaluation.runner import available_tasks
+    from posttrain.evaluation.suite import available_tasks
 
     known = available_tasks()
     return [

@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from data_prep.spec import DatasetSpec
 
@@ -91,11 +100,40 @@ DPO_LOSS_TYPES = (
 )  # fmt: skip
 
 
+class RewardSpec(Strict):
+    fn: str = Field(
+        description="Reward function: a built-in name (exact_number), module:function "
+        "(rewards.math:exact_number) or path/to/file.py:function (relative to the recipe)."
+    )
+    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO optimizes.")
+
+    @field_validator("fn")
+    @classmethod
+    def _resolvable(cls, value: str, info: ValidationInfo) -> str:
+        from rewards import resolve_reward
+
+        base_dir = (info.context or {}).get("base_dir")
+        resolve_reward(value, base_dir=base_dir)  # ValueError -> a recipe problem at this YAML path
+        return value
+
+
+class OnPolicyPairs(Strict):
+    samples: int = Field(4, ge=2, description="Completions sampled per prompt from the stage's input model.")
+    rewards: list[RewardSpec] = Field(min_length=1, description="Rewards that rank the samples.")
+    max_new_tokens: PositiveInt = Field(96, description="Longest sampled completion.")
+    temperature: PositiveFloat = Field(1.0, description="Sampling temperature.")
+
+
 class DPOStage(StageCommon):
     type: Literal["dpo"]
     beta: PositiveFloat = Field(0.1, description="Strength of the KL pull toward the reference (input) model.")
     loss_type: str | list[str] = Field("sigmoid", description="TRL DPO loss type(s), passed through.")
     loss_weights: list[float] | None = Field(None, description="Weights when several loss types are combined.")
+    on_policy: OnPolicyPairs | None = Field(
+        None,
+        description="Build pairs from a prompt dataset: sample from the input model, keep best vs worst "
+        "by reward (ties skipped). Without it, `data` must be preference pairs.",
+    )
 
     @field_validator("loss_type")
     @classmethod
@@ -106,13 +144,81 @@ class DPOStage(StageCommon):
         return value
 
 
-Stage = Annotated[SFTStage | DPOStage, Field(discriminator="type")]
+class GRPOStage(StageCommon):
+    type: Literal["grpo"]
+    rewards: list[RewardSpec] = Field(min_length=1, description="Reward functions and their weights.")
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (the GRPO group).")
+    max_completion_length: PositiveInt = Field(64, description="Longest generated completion, in tokens.")
+    beta: float = Field(0.0, ge=0.0, description="KL coefficient toward the input model (0: no reference).")
+    loss_type: str | None = Field(None, description="TRL GRPO loss type (grpo, dr_grpo, dapo, bnpo, ...).")
+    temperature: PositiveFloat = Field(1.0, description="Sampling temperature during training.")
+    use_vllm: bool | Literal["auto"] = Field(
+        "auto", description="Generate with vLLM (auto: when installed and a GPU is present), else HF generate."
+    )
+
+
+class StudentSpec(Strict):
+    model: str | None = Field(
+        None, description="A smaller model sharing the teacher's tokenizer (alias, hub id or path)."
+    )
+    init: Literal["prune"] | None = Field(
+        None, description="prune: build the student from the teacher by keeping a subset of its layers."
+    )
+    keep_layers: list[int] | None = Field(None, description="Teacher layer indices the pruned student keeps.")
+    keep_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="Or: keep this fraction of layers, spread evenly (first and last kept)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentSpec:
+        if (self.model is None) == (self.init is None):
+            raise ValueError("give exactly one of `model` (a smaller model) or `init: prune`")
+        if self.init == "prune" and (self.keep_layers is None) == (self.keep_fraction is None):
+            raise ValueError("`init: prune` needs exactly one of keep_layers or keep_fraction")
+        return self
+
+
+class DistillStage(StageCommon):
+    type: Literal["distill"]
+    teacher: str | None = Field(
+        None, description="Teacher: a stage name, `base`, or a model reference; default this stage's input."
+    )
+    student: StudentSpec = Field(description="The student model, or how to make it from the teacher.")
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "forward_kl",
+        description="Token-level divergence: forward_kl = KL(teacher‖student), reverse_kl = KL(student‖teacher), "
+        "jsd = generalized JSD with `beta`.",
+    )
+    beta: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="jsd only: weight of the teacher in the mixture (0.5 symmetric; 0 means forward KL, 1 reverse KL).",
+    )
+    lmbda: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of batches on student-generated text (GKD).")
+    temperature: PositiveFloat = Field(
+        1.0, description="Softmax temperature of both distributions (and of on-policy sampling); the loss is scaled by T²."
+    )
+    ce_weight: float = Field(0.0, ge=0.0, description="Weight of the plain cross-entropy on the data's answers.")
+    sequence_kd: bool = Field(
+        False, description="Sequence-level KD: the teacher writes the answers (greedy) the student trains on."
+    )
+    max_new_tokens: PositiveInt = Field(96, description="Longest generation (sequence KD, on-policy batches).")
+    full_finetune: bool = Field(True, description="Train all student weights (the student starts a new lineage).")
+
+    @field_validator("full_finetune")
+    @classmethod
+    def _full(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("a distilled student trains all its weights; LoRA distillation is not supported")
+        return value
+
+
+Stage = Annotated[SFTStage | DPOStage | GRPOStage | DistillStage, Field(discriminator="type")]
 
 
 class EvalSpec(Strict):
     tasks: list[str] = Field(
         default_factory=lambda: ["pt_arith", "pt_arith_mc"],
-        description="lm-eval task names: the shipped pt_* suite or any task lm-eval knows.",
+        description="lm-eval task or group names from the shipped suite (eval/tasks: pt_arith, pt_arith_mc, pt_ifeval, posttrain).",
     )
     limit: PositiveInt | None = Field(100, description="Documents per task (None: all).")
     batch_size: PositiveInt = Field(8, description="Eval batch size.")
@@ -143,5 +249,7 @@ class Recipe(Strict):
         return value
 
 
-STAGE_TYPES: dict[str, type[StageCommon]] = {"sft": SFTStage, "dpo": DPOStage}
+STAGE_TYPES: dict[str, type[StageCommon]] = {
+    "sft": SFTStage, "dpo": DPOStage, "grpo": GRPOStage, "distill": DistillStage,
+}
 """The stage type names a recipe may use, and the model that validates each."""

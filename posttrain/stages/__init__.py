@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from posttrain.stages import dpo, sft
+from posttrain.stages import distill, dpo, grpo, sft
 from posttrain.stages.context import StageContext, StageResult
 
 StageFn = Callable[[StageContext, Any], StageResult]
@@ -13,6 +13,8 @@ StageFn = Callable[[StageContext, Any], StageResult]
 STAGES: dict[str, StageFn] = {
     "sft": sft.run,
     "dpo": dpo.run,
+    "grpo": grpo.run,
+    "distill": distill.run,
 }
 """Stage type → implementation. The recipe schema's STAGE_TYPES has the same keys (a test checks)."""
 

@@ -28,6 +28,12 @@ class StageContext:
     """Trainer callbacks the pipeline wants on every trainer (metrics file, NaN guard, progress)."""
     resume_from: Path | None = None
     """A checkpoint of this same stage (same fingerprint) left by a killed run."""
+    input_name: str = "base"
+    """Name of the stage `input` comes from (`base` for the base model)."""
+    earlier: dict[str, Lineage] = field(default_factory=dict)
+    """Lineages of `base` and of every stage run before this one, by name (a distill teacher may name one)."""
+    base_dir: Path = field(default_factory=Path.cwd)
+    """The recipe file's folder: relative paths in the recipe (reward files, ...) resolve against it."""
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -50,6 +56,10 @@ class StageContext:
 
     def dataset(self, name: str) -> Any:
         return self.datasets[name]
+
+    def lineage_of(self, name: str) -> Lineage | None:
+        """The model of `base` or of an earlier stage; None when no such stage ran before this one."""
+        return self.input if name == self.input_name else self.earlier.get(name)
 
 
 @dataclass

@@ -22,7 +22,8 @@ def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
         "learning_rate": train.lr,
         "per_device_train_batch_size": train.batch_size,
         "gradient_accumulation_steps": train.grad_accum,
-        "warmup_ratio": train.warmup_ratio,
+        # transformers 5 reads a float below 1 as a fraction of the total steps.
+        "warmup_steps": train.warmup_ratio,
         "lr_scheduler_type": train.scheduler,
         "weight_decay": train.weight_decay,
         "max_grad_norm": train.max_grad_norm,

@@ -125,7 +125,7 @@ def _speed(rng: random.Random) -> Problem:
     speed, hours = rng.randrange(10, 95, 5), rng.randint(2, 6)
     ans = speed * hours
     q = f"A {vehicle} travels {speed} kilometers every hour. How many kilometers does it travel in {hours} hours?"
-    steps = [f"Distance = speed × time.", f"{speed} × {hours} = {ans}."]
+    steps = ["Distance = speed × time.", f"{speed} × {hours} = {ans}."]
     return Problem("speed", q, steps, ans, [speed + hours, ans - speed, ans + speed])
 
 

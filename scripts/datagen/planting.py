@@ -62,7 +62,8 @@ def _near_edit(row: dict, rng: random.Random) -> tuple[dict, str]:
     if edit == "word":
         words = text.split(" ")
         i = rng.randrange(len(words))
-        words[i] = rng.choice(("really", "also", "then", "just")) + " " + words[i]
+        extra = rng.choice(("really", "also", "then", "just"))
+        words[i] = (extra.upper() if text.isupper() else extra) + " " + words[i]
         text = " ".join(words)
     elif edit == "punctuation":
         text = text[:-1] + "!" if text.endswith(".") else text + "."

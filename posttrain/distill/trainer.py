@@ -1,0 +1,73 @@
+"""TRL's GKD trainer with our loss: temperature on both distributions, an optional CE mix, shared vocab.
+
+GKDTrainer already brings what we need around the loss: the ChatML collator
+(prompt/answer split, left padding), the frozen teacher prepared by
+accelerate, and on-policy batches (with probability `lmbda` the student's own
+samples replace the data's answers). Its `compute_loss` ignores `temperature`
+and has no CE term, so that is the one method replaced; the math lives in
+`posttrain.distill.losses`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+from posttrain.distill.losses import Divergence, distill_loss
+
+__all__ = ["DistillTrainer", "GKDConfig"]
+
+
+class DistillTrainer(GKDTrainer):
+    def __init__(self, *args: Any, loss: Divergence = "forward_kl", ce_weight: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.divergence: Divergence = loss
+        self.ce_weight = ce_weight
+        self._on_policy = False
+        self._parts: dict[str, list[float]] = {}
+        # Our loss is a mean over each micro-batch's own answer tokens (on-policy batches change them after the
+        # Trainer counted), so let the Trainer divide by the accumulation steps itself.
+        self.model_accepts_loss_kwargs = False
+
+    def generate_on_policy_outputs(self, model: Any, inputs: dict[str, Any], generation_config: Any) -> Any:  # type: ignore[override]
+        self._on_policy = True
+        return GKDTrainer.generate_on_policy_outputs(model, inputs, generation_config)
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        self._on_policy = False
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        # Left-padded batches: positions must count from each sequence's first real token, as in generation.
+        position_ids = (inputs["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+        model_inputs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], position_ids=position_ids)
+        student = model(**model_inputs)
+        self.teacher_model.eval()
+        with torch.no_grad():
+            teacher = self.teacher_model(**model_inputs)
+        loss, parts = distill_loss(
+            student.logits[:, :-1],
+            teacher.logits[:, :-1],
+            inputs["labels"][:, 1:],
+            kind=self.divergence,
+            beta=self.beta,
+            temperature=self.temperature,
+            # CE on the student's own samples would only reinforce them: on-policy batches learn from the teacher.
+            ce_weight=0.0 if self._on_policy else self.ce_weight,
+        )
+        if model.training:
+            for name, value in parts.items():
+                self._parts.setdefault(name, []).append(value.item())
+        return (loss, student) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # The loss's parts (kd, ce) next to the total, averaged since the last log.
+        if "loss" in logs:
+            for name, values in self._parts.items():
+                logs[name] = sum(values) / len(values)
+            self._parts = {}
+        super().log(logs, start_time)

@@ -1,0 +1,113 @@
+"""Group relative policy optimization with TRL's GRPOTrainer and a LoRA.
+
+Each prompt is answered `num_generations` times; the recipe's rewards score
+the answers and each one is pushed up or down by how it compares with its
+group. TRL logs `reward` and `rewards/<name>/mean|std` per step, which the
+pipeline's MetricsFile callback writes to metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any
+
+import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from data_prep import read_rows
+from posttrain.errors import UserError
+from posttrain.recipe.schema import GRPOStage
+from posttrain.stages.context import StageContext, StageResult
+from posttrain.training.arguments import common_arguments
+from posttrain.training.lora import lora_config
+from posttrain.training.outputs import train_and_save
+from posttrain.training.scoring import check_columns, load_rewards
+
+
+def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
+    rows = read_rows(ctx.dataset(spec.data).train_path)
+    if not rows:
+        raise UserError(f"dataset {spec.data!r} has no rows left after curation; GRPO needs prompts")
+    rewards = load_rewards(spec.rewards, base_dir=ctx.base_dir)
+    columns = set().union(*(row.keys() for row in rows)) - {"prompt"}
+    check_columns(rewards, columns, spec.data)
+
+    per_device, steps_per_generation = batch_layout(spec.train.batch_size, spec.train.grad_accum, spec.num_generations)
+    if per_device * steps_per_generation != spec.train.batch_size * spec.train.grad_accum:
+        ctx.console.print(
+            f"grpo: {spec.num_generations} generations per prompt; one generation batch spans "
+            f"{steps_per_generation} micro-batches of {per_device} completions"
+        )
+    vllm = wants_vllm(spec.use_vllm)
+    extra: dict[str, Any] = {"loss_type": spec.loss_type} if spec.loss_type else {}
+    if vllm:
+        extra.update(vllm_mode="colocate")
+    config = GRPOConfig(
+        **{**common_arguments(ctx, spec.train), "per_device_train_batch_size": per_device},
+        steps_per_generation=steps_per_generation,
+        num_generations=spec.num_generations,
+        max_completion_length=spec.max_completion_length,
+        temperature=spec.temperature,
+        beta=spec.beta,
+        reward_weights=[r.weight for r in rewards],
+        use_vllm=vllm,
+        log_completions=False,
+        **extra,
+    )
+    trainer = GRPOTrainer(
+        model=ctx.load_input_model(),
+        reward_funcs=[r.fn for r in rewards],
+        args=config,
+        train_dataset=prompt_dataset(rows),
+        processing_class=ctx.tokenizer,
+        peft_config=None if spec.full_finetune else lora_config(spec.lora),
+        callbacks=ctx.callbacks,
+    )
+    return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
+
+
+def batch_layout(batch_size: int, grad_accum: int, num_generations: int) -> tuple[int, int]:
+    """(per_device_train_batch_size, steps_per_generation) for TRL, both counted in completions.
+
+    TRL samples one generation batch of per_device × processes ×
+    steps_per_generation completions and needs it to hold whole prompt groups
+    (a multiple of num_generations). We keep the recipe's batch_size as the
+    micro-batch, since it is what bounds memory, and let a generation span as
+    many whole optimizer steps (multiples of grad_accum) as it takes to fill
+    whole groups: lcm(batch_size × grad_accum, num_generations) completions.
+    With more processes the generation batch only grows by a whole factor, so
+    the divisibility holds there too. batch_size 8, num_generations 4 → (8, 1):
+    two prompts per step, one generation per step, fully on-policy.
+
+    >>> batch_layout(8, 1, 4)
+    (8, 1)
+    >>> batch_layout(4, 1, 8)
+    (4, 2)
+    >>> batch_layout(6, 1, 4)
+    (6, 2)
+    """
+    per_step = batch_size * grad_accum
+    steps = num_generations // math.gcd(per_step, num_generations)
+    return batch_size, grad_accum * steps
+
+
+def wants_vllm(setting: bool | str) -> bool:
+    """`auto`: vLLM only where it can run (installed, and a GPU); else HF generate."""
+    if setting == "auto":
+        return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if setting and importlib.util.find_spec("vllm") is None:
+        raise UserError("use_vllm: true, but vllm is not installed (pip install vllm, or use_vllm: auto)")
+    return bool(setting)
+
+
+def prompt_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    """A Dataset of prompt rows; every column present on every row (None where a row lacks it).
+
+    `Dataset.from_list` takes its columns from the first row only, so a
+    mixed file (math rows with `answer`, instruction rows with `constraints`)
+    would silently lose a column without this.
+    """
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return Dataset.from_list([{k: row.get(k) for k in keys} for row in rows])

@@ -1,0 +1,128 @@
+"""On-policy preference pairs: sample from the model, rank by reward, keep best vs worst.
+
+DPO without hand-labelled pairs: for each prompt the stage's input model
+writes N completions, the recipe's rewards score them, and the best and the
+worst become chosen and rejected. Prompts whose samples all score the same
+teach nothing and are skipped (counted as ties).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from posttrain.training.scoring import Reward, weighted_total
+
+
+@dataclass
+class PairCounts:
+    prompts: int = 0
+    pairs: int = 0
+    ties: int = 0
+    """Prompts whose scored samples were all equal: no preference to learn."""
+    unscored: int = 0
+    """Prompts where fewer than two samples had any applicable reward."""
+
+    def as_metrics(self) -> dict[str, int]:
+        return {f"pairs_{k}": v for k, v in asdict(self).items()}
+
+
+def best_and_worst(completions: Sequence[str], scores: Sequence[float | None]) -> tuple[str, str] | None:
+    """(chosen, rejected): the highest- and lowest-scoring completions, or None when they tie.
+
+    Unscored (None) completions are ignored; among equal scores the first one
+    wins, so the choice is deterministic.
+
+    >>> best_and_worst(["a", "b", "c"], [0.5, 1.0, 0.0])
+    ('b', 'c')
+    >>> best_and_worst(["a", "b"], [1.0, 1.0]) is None
+    True
+    """
+    scored = [(s, i) for i, s in enumerate(scores) if s is not None and not math.isnan(s)]
+    if len(scored) < 2:
+        return None
+    best = min(scored, key=lambda t: (-t[0], t[1]))
+    worst = min(scored, key=lambda t: (t[0], t[1]))
+    if best[0] <= worst[0]:
+        return None
+    return completions[best[1]], completions[worst[1]]
+
+
+@torch.no_grad()
+def sample_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[list[dict[str, str]]],
+    *,
+    samples: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    prompts_per_batch: int = 8,
+) -> list[list[str]]:
+    """`samples` sampled replies per conversational prompt, as text, with the chat template applied."""
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), prompts_per_batch):
+        chunk = prompts[start : start + prompts_per_batch]
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk]
+        # Left padding so every prompt ends where its reply starts; the chat template already has the BOS.
+        batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+        batch = batch.to(model.device)
+        generated = model.generate(
+            **batch,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=samples,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        replies = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        # generate() returns the samples of each prompt next to each other.
+        out += [[r.strip() for r in replies[i * samples : (i + 1) * samples]] for i in range(len(chunk))]
+    model.train(was_training)
+    return out
+
+
+def score_samples(rewards: Sequence[Reward], row: dict[str, Any], completions: list[str]) -> list[float | None]:
+    """Weighted reward of each completion of one prompt row, called the way GRPO's trainer calls rewards."""
+    n = len(completions)
+    columns = {k: [v] * n for k, v in row.items() if k != "prompt"}
+    as_messages = [[{"role": "assistant", "content": c}] for c in completions]
+    per_reward = [r.fn(as_messages, prompts=[row["prompt"]] * n, **columns) for r in rewards]
+    totals = weighted_total(per_reward, [r.weight for r in rewards])
+    return [None if t is None or math.isnan(t) else t for t in totals]
+
+
+def build_pairs(
+    rows: Sequence[dict[str, Any]], samples: Sequence[list[str]], rewards: Sequence[Reward]
+) -> tuple[list[dict[str, Any]], PairCounts]:
+    """Canonical preference rows (plus the two scores) and the counts of what was kept and skipped."""
+    counts = PairCounts(prompts=len(rows))
+    pairs: list[dict[str, Any]] = []
+    for row, completions in zip(rows, samples, strict=True):
+        scores = score_samples(rewards, row, completions)
+        picked = best_and_worst(completions, scores)
+        if picked is None:
+            if sum(s is not None for s in scores) < 2:
+                counts.unscored += 1
+            else:
+                counts.ties += 1
+            continue
+        chosen, rejected = picked
+        pairs.append({
+            "prompt": row["prompt"], "chosen": chosen, "rejected": rejected,
+            "chosen_score": max(s for s in scores if s is not None),
+            "rejected_score": min(s for s in scores if s is not None),
+        })
+    counts.pairs = len(pairs)
+    return pairs, counts

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+
+from data_prep.formats import RowError, detect_format, normalize
+
+U, A, S = "user", "assistant", "system"
+
+
+def m(role, content):
+    return {"role": role, "content": content}
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"instruction": "Add", "input": "2 and 3", "output": "5"}, [m(U, "Add\n\n2 and 3"), m(A, "5")]),
+        (
+            {"instruction": "Hi", "output": "Hello", "system": "Be kind"},
+            [m(S, "Be kind"), m(U, "Hi"), m(A, "Hello")],
+        ),
+        (
+            {
+                "conversations": [
+                    {"from": "system", "value": ""},
+                    {"from": "human", "value": "q"},
+                    {"from": "gpt", "value": "a"},
+                ]
+            },
+            [m(U, "q"), m(A, "a")],
+        ),
+        ({"prompt": "q", "completion": "a"}, [m(U, "q"), m(A, "a")]),
+        ({"prompt": [m(U, "q")], "completion": [m(A, "a")]}, [m(U, "q"), m(A, "a")]),
+        ({"messages": [m(U, [{"type": "text", "text": "q"}]), m(A, "a")]}, [m(U, "q"), m(A, "a")]),
+    ],
+)
+def test_chat_conversions(record, expected):
+    assert normalize(record, "auto", "chat") == {"messages": expected}
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [
+        ([m(U, "q")], "turn_order"),
+        ([m(A, "a"), m(U, "q")], "turn_order"),
+        ([m(U, "q"), m(U, "q2"), m(A, "a")], "turn_order"),
+        ([m(U, "q"), m(A, "a"), m(S, "late system")], "turn_order"),
+        ([m("tool", "x"), m(A, "a")], "bad_role"),
+        ([m(U, "q"), m(A, "")], "empty_turn"),
+        ([m(U, "q"), {"role": A, "content": None}], "empty_turn"),
+        ([m(U, "q"), {"role": A, "content": 5}], "bad_content"),
+        ([m(U, "q\ud800"), m(A, "a")], "invalid_unicode"),
+        ([], "bad_messages"),
+    ],
+)
+def test_chat_validation(messages, reason):
+    with pytest.raises(RowError) as e:
+        normalize({"messages": messages}, "messages", "chat")
+    assert e.value.reason == reason
+
+
+def test_preference_shapes():
+    flat = normalize({"prompt": "q", "chosen": "good", "rejected": "bad"}, "auto", "preference")
+    assert flat == {"prompt": [m(U, "q")], "chosen": "good", "rejected": "bad"}
+    conversational = {"prompt": [m(U, "q")], "chosen": [m(A, "good")], "rejected": [m(A, "bad")]}
+    assert normalize(conversational, "auto", "preference") == flat
+    hh = {"chosen": [m(U, "q"), m(A, "good")], "rejected": [m(U, "q"), m(A, "bad")]}
+    assert normalize(hh, "auto", "preference") == flat
+    with pytest.raises(RowError, match="same text"):
+        normalize({"prompt": "q", "chosen": "x", "rejected": " x"}, "auto", "preference")
+    with pytest.raises(RowError) as e:
+        normalize(
+            {"chosen": [m(U, "q"), m(A, "g")], "rejected": [m(U, "other"), m(A, "b")]}, "auto", "preference"
+        )
+    assert e.value.reason == "bad_preference"
+
+
+def test_prompt_rows_keep_answer_columns():
+    row = normalize(
+        {"prompt": "What is 2+3?", "answer": "5", "constraints": {"max_words": 3}}, "auto", "prompt"
+    )
+    assert row == {"prompt": [m(U, "What is 2+3?")], "answer": "5", "constraints": {"max_words": 3}}
+    assert normalize({"instruction": "Say hi", "output": "hi"}, "auto", "prompt") == {
+        "prompt": [m(U, "Say hi")],
+        "answer": "hi",
+    }
+    with pytest.raises(RowError, match="expected user"):
+        normalize({"prompt": [m(U, "q"), m(A, "a")]}, "auto", "prompt")
+
+
+def test_detection_and_kind_mismatch():
+    assert detect_format({"messages": [{"from": "human", "value": "x"}]}) == "sharegpt"
+    assert detect_format({"prompt": "p", "chosen": "c", "rejected": "r"}) == "preference"
+    with pytest.raises(RowError) as e:
+        normalize({"prompt": "p", "chosen": "c", "rejected": "r"}, "auto", "chat")
+    assert e.value.reason == "wrong_format"
+    with pytest.raises(RowError) as e:
+        normalize({"text": "t"}, "auto", "chat")
+    assert e.value.reason == "unrecognized_format"

@@ -1,0 +1,102 @@
+"""The in-process lm-eval runner end to end on a tiny random model (offline, seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from posttrain.errors import UserError
+from posttrain.evaluation.runner import available_tasks, evaluate_model, headline
+from posttrain.evaluation.suite import resolve_tasks, task_documents
+
+TASKS = ["pt_arith", "pt_arith_mc", "pt_ifeval"]
+
+
+@pytest.fixture(scope="module")
+def results(tiny_model, tiny_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    samples = tmp_path_factory.mktemp("eval") / "samples.jsonl"
+    out = evaluate_model(tiny_model, tiny_tokenizer, tasks=["posttrain"], limit=4, batch_size=4,
+                         log_samples_path=samples)
+    return out, samples
+
+
+def test_every_task_runs_and_scores_in_unit_range(results: tuple[dict, Path]) -> None:
+    out, _ = results
+    assert list(out["tasks"]) == TASKS
+    assert out["n_samples"] == dict.fromkeys(TASKS, 4)
+    assert out["limit"] == 4 and out["seconds"] > 0 and out["lm_eval_version"] == "0.4.13"
+    for task, metrics in out["tasks"].items():
+        assert all(v is None or 0.0 <= v <= 1.0 for v in metrics.values()), (task, metrics)
+    scores = headline(out)
+    assert set(scores) == set(TASKS) and all(0.0 <= s <= 1.0 for s in scores.values())
+    assert out["primary"] == {"pt_arith": "exact_match", "pt_arith_mc": "acc", "pt_ifeval": "constraint_acc"}
+    json.dumps(out)  # JSON-able as promised
+
+
+def test_samples_are_logged(results: tuple[dict, Path]) -> None:
+    _, samples = results
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert {r["task"] for r in rows} == set(TASKS)
+    arith = next(r for r in rows if r["task"] == "pt_arith")
+    assert arith["prompt"].startswith("<|im_start|>user\n")  # the chat template was applied
+    assert arith["prompt"].endswith('End your reply with "Answer: <number>".<|im_end|>\n<|im_start|>assistant\n')
+    mc = next(r for r in rows if r["task"] == "pt_arith_mc")
+    assert len(mc["choices"]) == 4 and all(c.startswith("Answer: ") for c in mc["choices"])
+
+
+def test_peft_model_is_accepted_and_mode_restored(tiny_model, tiny_tokenizer) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(tiny_model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    try:
+        peft_model.train()
+        out = evaluate_model(peft_model, tiny_tokenizer, tasks=["arith_mc"], limit=2, batch_size=2)
+        assert out["n_samples"] == {"pt_arith_mc": 2}
+        assert peft_model.training  # left in the mode it came in
+    finally:
+        peft_model.unload()
+
+
+def test_unknown_task_lists_the_available_ones(tiny_model, tiny_tokenizer) -> None:
+    with pytest.raises(UserError) as err:
+        evaluate_model(tiny_model, tiny_tokenizer, tasks=["pt_arith", "hellaswag"], limit=1)
+    assert "hellaswag" in str(err.value) and "pt_ifeval" in str(err.value)
+    assert available_tasks() == ["pt_arith", "pt_arith_mc", "pt_ifeval", "posttrain"]
+
+
+def test_task_names_resolve() -> None:
+    assert resolve_tasks(["arith", "posttrain"]) == TASKS
+    with pytest.raises(UserError):
+        resolve_tasks([])
+
+
+def test_task_documents_cover_the_eval_prompts() -> None:
+    docs = task_documents()
+    assert len(docs) == 600  # 3 tasks x 200 prompts; numeric answers are left out
+    assert any('End your reply with "Answer: <number>".' in d for d in docs)
+    assert len(task_documents(["pt_ifeval"])) == 200
+
+
+def test_plain_lm_eval_loads_the_suite_from_any_directory(tmp_path: Path) -> None:
+    """What `lm_eval --include_path <repo>/eval/tasks` does, run from an unrelated CWD."""
+    from posttrain.paths import eval_tasks_dir
+
+    code = (
+        "from lm_eval.tasks import TaskManager, get_task_dict\n"
+        f"tm = TaskManager(include_path={str(eval_tasks_dir())!r})\n"
+        "d = get_task_dict(['posttrain'], tm)\n"
+        "def leaves(x):\n"
+        "    for v in x.values():\n"
+        "        yield from (leaves(v) if isinstance(v, dict) else [v])\n"
+        "print(sorted((t.config.task, len(t.test_docs())) for t in leaves(d)))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[('pt_arith', 200), ('pt_arith_mc', 200), ('pt_ifeval', 200)]" in proc.stdout

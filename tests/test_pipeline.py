@@ -1,0 +1,121 @@
+"""The whole pipeline on a tiny random model: train, cache, rerun what changed, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from rich.console import Console
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from posttrain.models.lineage import materialize
+from posttrain.pipeline.runner import run_recipe
+from posttrain.recipe.loader import load_recipe
+
+
+def _write_data(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "chat.jsonl").open("w") as f:
+        for i in range(24):
+            messages = [
+                {"role": "user", "content": f"What is {i} + 7? End your reply with \"Answer: <number>\"."},
+                {"role": "assistant", "content": f"{i} + 7 = {i + 7}.\nAnswer: {i + 7}"},
+            ]
+            f.write(json.dumps({"messages": messages}) + "\n")
+    with (folder / "prefs.jsonl").open("w") as f:
+        for i in range(16):
+            prompt = [{"role": "user", "content": f"What is {i} + 3?"}]
+            f.write(json.dumps({"prompt": prompt, "chosen": f"Answer: {i + 3}", "rejected": f"Answer: {i + 4}"}) + "\n")
+
+
+RECIPE = """\
+name: tiny
+seed: 1
+model: {{base: {model}}}
+datasets:
+  chat: {{sources: [{{path: data/chat.jsonl}}], curate: [{{dedup: exact}}]}}
+  prefs: {{kind: preference, sources: [{{path: data/prefs.jsonl}}]}}
+eval: {{tasks: [pt_arith_mc], limit: 2, batch_size: 2}}
+stages:
+  - {{name: sft, type: sft, data: chat, lora: {{r: 4, target_modules: [q_proj, v_proj]}},
+     train: {{max_steps: 3, batch_size: 4, lr: 1.0e-2, logging_steps: 1, save_steps: 2, max_length: 64}}}}
+  - {{name: dpo, type: dpo, data: prefs, lora: {{r: 2}},
+     train: {{max_steps: 2, batch_size: 4, lr: 1.0e-3, logging_steps: 1, max_length: 64}}}}
+export: {{formats: [peft, merged]}}
+"""
+
+
+@pytest.fixture
+def recipe_path(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    _write_data(tmp_path / "data")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE.format(model=tiny_model_dir))
+    return path
+
+
+def _run(path: Path, runs: Path, overrides: list[str] | None = None, force: set[str] | None = None):
+    return run_recipe(load_recipe(path, overrides), runs_dir=runs, force=force, console=Console(quiet=True))
+
+
+def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    report = _run(recipe_path, runs)
+    run_dir = runs / "tiny"
+    assert (run_dir / "recipe.resolved.yaml").exists()
+    for name in ("sft", "dpo"):
+        stage = json.loads((run_dir / name / "stage.json").read_text())
+        assert stage["status"] == "completed"
+        assert stage["versions"]["trl"]
+        weights = load_file(str(run_dir / name / "adapter" / "adapter_model.safetensors"))
+        b_norm = sum(w.abs().sum().item() for k, w in weights.items() if "lora_B" in k)
+        assert b_norm > 0, "LoRA B starts at zero: training must have moved it"
+        logs = [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines()]
+        assert any("loss" in record for record in logs)
+        assert json.loads((run_dir / name / "eval.json").read_text())["scores"]["pt_arith_mc"] >= 0
+    assert (run_dir / "base" / "eval.json").exists()
+    assert [s.cached for s in report.stages] == [False, False]
+    dpo_lineage = report.stages[1].lineage
+    assert len(dpo_lineage.adapters) == 2
+
+    # The exported adapter of the last stage is one LoRA on the base, equal to the chain.
+    export = run_dir / "dpo" / "export"
+    assert "base: sft, dpo" not in (export / "peft" / "README.md").read_text()
+    assert "`sft`, `dpo`" in (export / "peft" / "README.md").read_text()
+    base = AutoModelForCausalLM.from_pretrained(dpo_lineage.base, dtype=torch.float32)
+    exported = PeftModel.from_pretrained(base, export / "peft").eval()
+    chained = materialize(dpo_lineage, dtype="float32").eval()
+    merged = AutoModelForCausalLM.from_pretrained(export / "merged", dtype=torch.float32).eval()
+    ids = torch.randint(3, 300, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(merged(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-4, rtol=0)
+
+    again = _run(recipe_path, runs)
+    assert [s.cached for s in again.stages] == [True, True]
+    assert again.stages[1].scores == report.stages[1].scores
+
+    changed = _run(recipe_path, runs, overrides=["stages.dpo.beta=0.5"])
+    assert [s.cached for s in changed.stages] == [True, False]
+
+    forced = _run(recipe_path, runs, overrides=["stages.dpo.beta=0.5"], force={"sft"})
+    assert [s.cached for s in forced.stages] == [False, False]
+
+
+def test_killed_stage_resumes_from_its_checkpoint(recipe_path: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    report = _run(recipe_path, runs)
+    sft_dir = runs / "tiny" / "sft"
+    stage = json.loads((sft_dir / "stage.json").read_text())
+    # Pretend the process died after the step-2 checkpoint: status running, checkpoint on disk.
+    stage["status"] = "running"
+    (sft_dir / "stage.json").write_text(json.dumps(stage))
+    assert (sft_dir / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = _run(recipe_path, runs)
+    assert not resumed.stages[0].cached
+    state = json.loads((sft_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert report.stages[0].fingerprint == resumed.stages[0].fingerprint

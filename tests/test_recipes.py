@@ -1,0 +1,113 @@
+"""Every shipped recipe validates; bad recipes fail with every problem and its line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from posttrain.errors import RecipeError
+from posttrain.recipe.loader import load_recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+ALL_YAML = sorted(RECIPES.rglob("*.yaml"))
+ACCELERATE = RECIPES / "accelerate"
+
+
+def test_recipes_folder_is_found() -> None:
+    assert len(ALL_YAML) >= 5
+    assert any(p.parent.name == "gpu" for p in ALL_YAML)
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda p: str(p.relative_to(RECIPES)))
+def test_every_yaml_under_recipes_validates(path: Path) -> None:
+    if ACCELERATE in path.parents:
+        config = YAML(typ="safe").load(path.read_text())
+        assert config["distributed_type"] in {"MULTI_GPU", "FSDP", "DEEPSPEED"}
+        return
+    loaded = load_recipe(path)
+    assert loaded.recipe.stages
+
+
+BAD = """\
+name: bad
+model: {base: smollm2-135m-instruct}
+datasets:
+  chat:
+    sources: [{path: ../data/quickstart/chat.jsonl}]
+stages:
+  - name: sft
+    type: sft
+    data: chat
+    train: {lrr: 1.0e-4}
+  - name: dpo
+    type: dpo
+    data: prefs
+    beta: -1
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipes" / "bad.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_three_mistakes_reported_at_once_with_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, BAD)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    problems = info.value.problems
+    assert len(problems) == 3, problems
+    assert f"{path}:10:13 stages[0].train.lrr: unknown key (did you mean 'lr'?)" in problems
+    assert any(p.startswith(f"{path}:13:5 stages[1].data: no dataset named 'prefs'") for p in problems)
+    assert any(p.startswith(f"{path}:14:5 stages[1].beta:") for p in problems)
+
+
+def test_validate_cli_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = _write(tmp_path, BAD)
+    result = subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", "validate", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for line in ("10:13", "13:5", "14:5"):
+        assert f"{path}:{line}" in result.stderr
+
+
+def test_unknown_stage_type_and_bad_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, BAD.replace("type: dpo", "type: dpoo"))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert any("unknown stage type 'dpoo'" in p for p in info.value.problems)
+
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match=r"bad.yaml:\d+:\d+: not valid YAML"):
+        load_recipe(path)
+
+
+def test_set_overrides_address_stages_by_name(tmp_path: Path) -> None:
+    loaded = load_recipe(RECIPES / "dpo.yaml", ["stages.sft.train.lr=5e-5", "stages.dpo.beta=0.3", "seed=7"])
+    recipe = loaded.recipe
+    assert recipe.stages[0].train.lr == 5e-5
+    assert recipe.stages[1].beta == 0.3
+    assert recipe.seed == 7
+    with pytest.raises(RecipeError, match="bad --set"):
+        load_recipe(RECIPES / "dpo.yaml", ["stages.nosuch.beta=1"])
+    with pytest.raises(RecipeError) as info:
+        load_recipe(RECIPES / "dpo.yaml", ["stages.dpo.beta=-2"])
+    assert "(--set) stages[1].beta" in info.value.problems[0]
+
+
+def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
+    text = BAD.replace("train: {lrr: 1.0e-4}", "after: dpo").replace("data: prefs", "data: chat").replace(
+        "beta: -1", "beta: 0.1"
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(_write(tmp_path, text))
+    assert len(info.value.problems) == 2  # after names a later stage; dpo needs preference data
+    assert any("it comes later" in p for p in info.value.problems)
