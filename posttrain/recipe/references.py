@@ -64,11 +64,31 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
                             f"dataset {data!r} is kind {kind!r}",
                         )
                     )
+        teacher = stage.get("teacher")
+        if stage.get("type") == "distill" and isinstance(teacher, str) and teacher != "base" and teacher not in seen:
+            later = [s.get("name") for s in stages[index + 1 :] if isinstance(s, dict)]
+            problem = _teacher_problem(teacher, later, base_dir)
+            if problem:
+                problems.append((("stages", index, "teacher"), problem))
         if isinstance(name, str):
             seen.append(name)
 
     problems += _check_eval_tasks(document)
     return problems
+
+
+def _teacher_problem(teacher: str, later: list[Any], base_dir: Path) -> str | None:
+    """A distill teacher that is no earlier stage must be a model reference that resolves (typos caught here)."""
+    if teacher in later:
+        return f"teacher {teacher!r} is a later stage; stages run in list order"
+    from posttrain.errors import UserError
+    from posttrain.models.resolve import resolve_model
+
+    try:
+        resolve_model(teacher, base_dir=base_dir, convert=False)
+    except UserError as exc:
+        return f"teacher {teacher!r} is no earlier stage, and not a model: {exc}"
+    return None
 
 
 def _check_eval_tasks(document: Any) -> list[Problem]:

@@ -116,8 +116,8 @@ def _examples(ctx: StageContext, spec: DistillStage, rows: list[dict[str, Any]],
 
 def _compare(teacher: Any, student: Any, tokenizer: Any) -> dict[str, Any]:
     teacher_params, student_params = count_params(teacher), count_params(student)
-    teacher_speed = tokens_per_second(teacher, tokenizer)
-    student_speed = tokens_per_second(student, tokenizer)
+    speed = tokens_per_second({"teacher": teacher, "student": student}, tokenizer)
+    teacher_speed, student_speed = speed["teacher"], speed["student"]
     return {
         "teacher_params": teacher_params,
         "student_params": student_params,

@@ -67,7 +67,7 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     runs = tmp_path / "runs"
     report = run_recipe(load_recipe(recipe_path), runs_dir=runs, console=Console(quiet=True))
     run_dir = runs / "tiny-distill"
-    sft, distill, seqkd = report.stages
+    _, distill, seqkd = report.stages
 
     stage = json.loads((run_dir / "distill" / "stage.json").read_text())
     assert stage["status"] == "completed"

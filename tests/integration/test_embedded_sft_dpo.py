@@ -1,0 +1,87 @@
+"""SFT → DPO on the real embedded model through the CLI, then the exported adapter on the base."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from posttrain.models.lineage import Lineage, materialize
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "quickstart"
+
+RECIPE = f"""\
+name: mini
+seed: 3
+model: {{base: smollm2-135m-instruct}}
+datasets:
+  chat: {{sources: [{{path: {DATA / "chat.jsonl"}}}], curate: [{{dedup: exact}}]}}
+  prefs: {{kind: preference, sources: [{{path: {DATA / "prefs.jsonl"}}}]}}
+eval: {{tasks: [pt_arith_mc], limit: 8, batch_size: 8}}
+stages:
+  - {{name: sft, type: sft, data: chat, lora: {{r: 8}},
+     train: {{max_steps: 6, batch_size: 4, lr: 1.0e-3, max_length: 256, logging_steps: 2}}}}
+  - {{name: dpo, type: dpo, data: prefs, lora: {{r: 4}},
+     train: {{max_steps: 3, batch_size: 2, lr: 1.0e-4, max_length: 256, logging_steps: 1}}}}
+export: {{formats: [peft, merged]}}
+"""
+
+
+def _posttrain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "posttrain.cli", *args], capture_output=True, text=True, timeout=1200
+    )
+
+
+def _greedy(model, tokenizer, prompts: list[str]) -> list[list[int]]:
+    outputs = []
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        outputs.append(out[0, ids["input_ids"].shape[1] :].tolist())
+    return outputs
+
+
+def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
+    recipe = tmp_path / "mini.yaml"
+    recipe.write_text(RECIPE)
+    runs = tmp_path / "runs"
+
+    first = _posttrain("run", str(recipe), "--runs-dir", str(runs))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "leaderboard" in first.stdout and "pt_arith_mc" in first.stdout
+
+    run_dir = runs / "mini"
+    dpo = json.loads((run_dir / "dpo" / "stage.json").read_text())
+    assert dpo["status"] == "completed" and dpo["input"] == "sft"
+    losses = [r["loss"] for r in map(json.loads, (run_dir / "sft" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(losses) >= 2
+
+    second = _posttrain("run", str(recipe), "--runs-dir", str(runs))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout.count("cached (") == 2, second.stdout
+
+    # The exported adapter on the plain base reproduces the DPO stage's greedy outputs.
+    lineage = Lineage.from_dict(dpo["lineage"])
+    tokenizer = AutoTokenizer.from_pretrained(lineage.base)
+    prompts = ["What is 17 + 25? End your reply with \"Answer: <number>\".", "Name a colour."]
+    stage_model = materialize(lineage, dtype="float32").eval()
+    base = AutoModelForCausalLM.from_pretrained(lineage.base, dtype=torch.float32)
+    exported = PeftModel.from_pretrained(base, run_dir / "dpo" / "export" / "peft").eval()
+    assert _greedy(exported, tokenizer, prompts) == _greedy(stage_model, tokenizer, prompts)
+
+    merged = AutoModelForCausalLM.from_pretrained(run_dir / "dpo" / "export" / "merged", dtype=torch.float32).eval()
+    ids = tokenizer(prompts[0], return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, exported(ids).logits, atol=1e-4, rtol=0)
