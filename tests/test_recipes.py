@@ -53,6 +53,9 @@ stages:
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "recipes" / "bad.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "data" / "quickstart" / "chat.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("")
     path.write_text(text)
     return path
 
@@ -77,6 +80,13 @@ def test_validate_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     for line in ("10:13", "13:5", "14:5"):
         assert f"{path}:{line}" in result.stderr
+
+
+def test_missing_data_file_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, BAD.replace("../data/quickstart/chat.jsonl", "nowhere.jsonl"))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert any(p.startswith(f"{path}:5:") and "file not found: nowhere.jsonl" in p for p in info.value.problems)
 
 
 def test_unknown_stage_type_and_bad_yaml(tmp_path: Path) -> None:

@@ -43,11 +43,12 @@ def _quiet() -> Iterator[None]:
 
 @lru_cache(maxsize=2)
 def _task_manager(include_path: str) -> Any:
-    # Building the index walks all of lm-eval's built-in tasks too (seconds): do it once per process.
+    # Only the shipped suite: indexing lm-eval's thousands of built-in task YAMLs costs tens of
+    # seconds on a small CPU, and they need downloads we cannot do offline anyway.
     from lm_eval.tasks import TaskManager
 
     with _quiet():
-        return TaskManager(include_path=include_path)
+        return TaskManager(include_path=include_path, include_defaults=False)
 
 
 def _compact_metrics(raw: dict[str, Any]) -> dict[str, float | None]:

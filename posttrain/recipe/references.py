@@ -54,14 +54,18 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
             else:
                 kind = (datasets[data] or {}).get("kind", "chat") if isinstance(datasets[data], dict) else None
                 wanted = STAGE_DATA_KINDS.get(stage.get("type"))
+                hint = ""
                 if stage.get("type") == "dpo" and stage.get("on_policy"):
                     wanted = ("prompt",)  # pairs are sampled from prompts
+                if stage.get("type") == "distill" and not stage.get("sequence_kd") and stage.get("lmbda", 0) != 1:
+                    wanted = ("chat",)  # prompts alone have no answers: the teacher or the student must write them
+                    hint = " (for prompts, set `sequence_kd: true` or `lmbda: 1`)"
                 if kind and wanted and kind not in wanted:
                     problems.append(
                         (
                             ("stages", index, "data"),
                             f"a {stage.get('type')} stage trains on {' or '.join(wanted)} data; "
-                            f"dataset {data!r} is kind {kind!r}",
+                            f"dataset {data!r} is kind {kind!r}{hint}",
                         )
                     )
         teacher = stage.get("teacher")
@@ -74,6 +78,21 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
             seen.append(name)
 
     problems += _check_eval_tasks(document)
+    problems += _check_source_files(datasets, base_dir)
+    return problems
+
+
+def _check_source_files(datasets: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Local data files must exist now, not fail an hour into the run."""
+    problems: list[Problem] = []
+    for name, spec in datasets.items():
+        sources = spec.get("sources") if isinstance(spec, dict) else None
+        for index, source in enumerate(sources if isinstance(sources, list) else []):
+            for key in ("path", "disk"):
+                value = source.get(key) if isinstance(source, dict) else None
+                if isinstance(value, str) and not (base_dir / Path(value).expanduser()).exists():
+                    where = ("datasets", name, "sources", index, key)
+                    problems.append((where, f"file not found: {value} (looked in {base_dir})"))
     return problems
 
 

@@ -21,7 +21,6 @@ from posttrain.distill.benchmark import count_params, tokens_per_second
 from posttrain.distill.data import prompt_of, teacher_answers, with_answer
 from posttrain.distill.models import Teacher, build_student, load_teacher
 from posttrain.distill.trainer import DistillTrainer, GKDConfig
-from posttrain.errors import UserError
 from posttrain.recipe.schema import DistillStage
 from posttrain.stages.context import StageContext, StageResult
 from posttrain.training.arguments import common_arguments
@@ -29,12 +28,6 @@ from posttrain.training.outputs import train_and_save
 
 
 def run(ctx: StageContext, spec: DistillStage) -> StageResult:
-    kind = ctx.recipe.datasets[spec.data].kind
-    if kind == "prompt" and not spec.sequence_kd and spec.lmbda < 1.0:
-        raise UserError(
-            f"stage {spec.name}: dataset {spec.data!r} has prompts but no answers; set `sequence_kd: true` "
-            "(the teacher writes them) or `lmbda: 1` (train only on the student's own samples)"
-        )
     rows = read_rows(ctx.dataset(spec.data).train_path)
 
     teacher = load_teacher(ctx, spec)
@@ -97,8 +90,8 @@ def _teacher_reference(ctx: StageContext, spec: DistillStage, teacher: Teacher) 
 def _examples(ctx: StageContext, spec: DistillStage, rows: list[dict[str, Any]], teacher: Any) -> list[dict[str, Any]]:
     """Chat rows as they are; with sequence KD, every prompt answered by the teacher (once, greedy, cached)."""
     if not spec.sequence_kd:
-        # Prompt rows only reach here with lmbda = 1: every batch is the student's own sample, the
-        # empty answer is never trained on.
+        # Prompt rows only reach here with lmbda = 1 (the recipe check sees to it): every batch is the
+        # student's own sample, the empty answer is never trained on.
         return [row if "messages" in row else with_answer(prompt_of(row), "") for row in rows]
 
     cache = ctx.stage_dir / "teacher_answers.jsonl"

@@ -29,6 +29,8 @@ def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
         "max_grad_norm": train.max_grad_norm,
         "gradient_checkpointing": train.gradient_checkpointing,
         "logging_steps": train.logging_steps,
+        # transformers hides NaN/inf losses from the logs by default; the NaN guard must see them.
+        "logging_nan_inf_filter": False,
         "save_strategy": "steps",
         "save_steps": train.save_steps,
         "save_total_limit": 2,

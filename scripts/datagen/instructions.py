@@ -71,10 +71,13 @@ def describe(constraints: dict[str, Any], rng: random.Random) -> str:
             noun = "word" if len(v) == 1 else "words"
             parts.append(rng.choice((f"Include the {noun} {quoted}.", f"Make sure to use the {noun} {quoted}.")))
         elif key == "json":
-            parts.append('Format your whole reply as a JSON object with the keys "topic" and "points".')
+            # Under 13 words: a fixed sentence that long would count as train/eval overlap.
+            parts.append(rng.choice(('Reply in JSON with the keys "topic" and "points".',
+                                     'Answer as a JSON object with keys "topic" and "points".')))
         elif key == "bullets":
             parts.append(rng.choice((f'Use exactly {v} bullet points, each starting with "- ".',
                                      f"Reply with exactly {v} bullet points.")))
+    rng.shuffle(parts)  # varied order: fewer fixed word spans shared between train and eval prompts
     return " ".join(parts)
 
 

@@ -63,3 +63,23 @@ def test_student_and_loss_settings_are_checked(tmp_path: Path, tiny_model_dir: P
     with pytest.raises(RecipeError) as err:
         load(tmp_path, tiny_model_dir, student=student, extra=extra)
     assert message in err.value.render()
+
+
+def test_prompt_data_needs_someone_to_write_the_answers(tmp_path: Path, tiny_model_dir: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"prompt": [{"role": "user", "content": "hi"}]}\n')
+    path = tmp_path / "p.yaml"
+
+    def write(extra: str) -> Path:
+        stage = "{name: d, type: distill, data: p, student: {init: prune, keep_layers: [0]}" + extra + "}"
+        path.write_text(
+            f"name: p\nmodel: {{base: {tiny_model_dir}}}\n"
+            "datasets: {p: {kind: prompt, sources: [{path: p.jsonl}]}}\n"
+            f"stages:\n  - {stage}\n"
+        )
+        return path
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(""))
+    assert "set `sequence_kd: true` or `lmbda: 1`" in err.value.render()
+    for extra in (", sequence_kd: true", ", lmbda: 1"):
+        assert load_recipe(write(extra)).recipe.stages[0].type == "distill"

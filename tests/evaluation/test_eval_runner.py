@@ -88,7 +88,7 @@ def test_plain_lm_eval_loads_the_suite_from_any_directory(tmp_path: Path) -> Non
 
     code = (
         "from lm_eval.tasks import TaskManager, get_task_dict\n"
-        f"tm = TaskManager(include_path={str(eval_tasks_dir())!r})\n"
+        f"tm = TaskManager(include_path={str(eval_tasks_dir())!r}, include_defaults=False)\n"
         "d = get_task_dict(['posttrain'], tm)\n"
         "def leaves(x):\n"
         "    for v in x.values():\n"
