@@ -28,7 +28,7 @@ class PoisonWeights(TrainerCallback):
     def __init__(self, at_step: int) -> None:
         self.at_step = at_step
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == self.at_step:
             with torch.no_grad():
                 for param in model.parameters():
