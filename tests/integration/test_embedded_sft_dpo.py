@@ -70,7 +70,8 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
 
     second = _posttrain("run", str(recipe), "--runs-dir", str(runs))
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("cached (") == 2, second.stdout
+    assert "stage sft cached" in second.stdout and "stage dpo cached" in second.stdout, second.stdout
+    assert "trained in" not in second.stdout
 
     # The exported adapter on the plain base reproduces the DPO stage's greedy outputs.
     lineage = Lineage.from_dict(dpo["lineage"])
@@ -84,4 +85,5 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
     merged = AutoModelForCausalLM.from_pretrained(run_dir / "dpo" / "export" / "merged", dtype=torch.float32).eval()
     ids = tokenizer(prompts[0], return_tensors="pt").input_ids
     with torch.no_grad():
-        torch.testing.assert_close(merged(ids).logits, exported(ids).logits, atol=1e-4, rtol=0)
+        # fp32 rounding through 30 layers, on logits of magnitude ~20: 1e-4 absolute plus 1e-5 relative.
+        torch.testing.assert_close(merged(ids).logits, exported(ids).logits, atol=1e-4, rtol=1e-5)
