@@ -25,7 +25,7 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
     recipe = loaded.recipe
     base = resolve_model(recipe.model.base, base_dir=loaded.base_dir, prefer_hub=recipe.model.prefer_hub)
     tokenizer = load_tokenizer(base.path, trust_remote_code=recipe.model.trust_remote_code)
-    eval_fp = texts_fingerprint(task_documents(recipe.eval.tasks))
+    eval_fp = texts_fingerprint(task_documents())
     run_dir = (runs_dir / recipe.name).resolve()
 
     table = Table(title=f"plan: {recipe.name}  (run dir {run_dir})")

@@ -49,8 +49,7 @@ def test_tokenizer_pad_differs_from_eos_and_eos_is_learned(tiny_model_dir: Path)
     messages = [{"role": "user", "content": "1 + 1?"}, {"role": "assistant", "content": "Answer: 2"}]
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        args=SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, max_length=64,
-                       pad_token=tokenizer.pad_token),
+        args=SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, max_length=64),
         train_dataset=Dataset.from_list([sft_example(messages, "completion")]),
         processing_class=tokenizer,
     )

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 from posttrain.models.lineage import materialize
 from posttrain.pipeline.runner import run_recipe
 from posttrain.recipe.loader import load_recipe
+from posttrain.report import print_plan
 
 
 def _write_data(folder: Path) -> None:
@@ -93,6 +94,11 @@ def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp
     with torch.no_grad():
         torch.testing.assert_close(exported(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(merged(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-4, rtol=0)
+
+    # `posttrain plan` computes the same fingerprints without running anything.
+    console = Console(record=True, width=200)
+    print_plan(load_recipe(recipe_path), runs_dir=runs, console=console)
+    assert console.export_text().count("cached") == 2
 
     again = _run(recipe_path, runs)
     assert [s.cached for s in again.stages] == [True, True]

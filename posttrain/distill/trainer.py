@@ -10,10 +10,14 @@ and has no CE term, so that is the one method replaced; the math lives in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
-from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+# We chose trl.experimental's GKD knowingly (ARCHITECTURE.md); its import-time warning is noise for users.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl.experimental.gkd import GKDConfig, GKDTrainer  # noqa: E402
 
 from posttrain.distill.losses import Divergence, distill_loss
 

@@ -18,7 +18,9 @@ def prepare_datasets(
 
     recipe = loaded.recipe
     used = list(dict.fromkeys(stage.data for stage in recipe.stages)) if only_used else list(recipe.datasets)
-    eval_texts = task_documents(recipe.eval.tasks)
+    # `decontaminate: eval` guards the whole shipped suite, not only the tasks this recipe runs:
+    # a model trained here may be evaluated on any of them later.
+    eval_texts = task_documents()
     prepared = {}
     for name in used:
         prepared[name] = prepare_dataset(

@@ -39,7 +39,6 @@ def run(ctx: StageContext, spec: DistillStage) -> StageResult:
     config = GKDConfig(
         **common_arguments(ctx, spec.train),
         max_length=spec.train.max_length,
-        pad_token=ctx.tokenizer.pad_token,
         temperature=spec.temperature,
         beta=spec.beta,
         lmbda=spec.lmbda,

@@ -46,7 +46,6 @@ def run(ctx: StageContext, spec: DPOStage) -> StageResult:
         beta=spec.beta,
         loss_type=spec.loss_type if isinstance(spec.loss_type, list) else [spec.loss_type],
         loss_weights=spec.loss_weights,
-        pad_token=ctx.tokenizer.pad_token,
     )
     trainer = DPOTrainer(
         model=model,

@@ -24,7 +24,6 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         max_length=spec.train.max_length,
         packing=spec.packing,
         completion_only_loss=spec.loss_on == "completion",
-        pad_token=ctx.tokenizer.pad_token,
     )
     trainer = SFTTrainer(
         model=ctx.load_input_model(),
