@@ -31,7 +31,7 @@ def test_hub_ids_are_passed_through_and_nonsense_is_an_error(tmp_path: Path) -> 
         resolve_model("not a model")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(UserError, match="no config.json"):
+    with pytest.raises(UserError, match=r"no config\.json"):
         resolve_model(str(empty))
 
 

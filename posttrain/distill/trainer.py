@@ -17,7 +17,7 @@ import torch
 
 # We chose trl.experimental's GKD knowingly (ARCHITECTURE.md); its import-time warning is noise for users.
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-from trl.experimental.gkd import GKDConfig, GKDTrainer  # noqa: E402
+from trl.experimental.gkd import GKDConfig, GKDTrainer
 
 from posttrain.distill.losses import Divergence, distill_loss
 
