@@ -5,7 +5,7 @@ signatures here follow its scheme (one hash per shingle, `num_perm` universal
 hashes, min per document), but it works one document at a time in Python:
 `MinHash.update_batch` hashes each shingle with a Python call, then runs the
 permutations for that document, and `MinHashLSH.insert` is another Python
-call per document. Measured with `scripts/bench_dedup.py --compare-datasketch`
+call per document. Measured with `scripts/bench_dedup.py` (it times the datasketch baseline too)
 on the shared 2-core machine (100k docs of ~125 words, 128 permutations):
 datasketch ~2,100 docs/s (48 s for 100k, most of the 60 s budget for one
 operator); this module ~16,500 docs/s (6 s). With other jobs sharing the
