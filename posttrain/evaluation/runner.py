@@ -88,7 +88,7 @@ def evaluate_model(
     tasks: list[str],
     limit: int | None,
     batch_size: int = 8,
-    device: str = "cpu",
+    device: str | None = None,
     seed: int = 0,
     apply_chat_template: bool = True,
     log_samples_path: Path | None = None,
@@ -96,12 +96,16 @@ def evaluate_model(
     """Run the named tasks (or groups) and return a compact, JSON-able result.
 
     `limit` caps the documents per task (None = all). The model is evaluated on
-    `device` (moved there if it lives elsewhere) and is left in the train/eval
+    `device` (default: cuda when available, else cpu; moved there if it lives elsewhere) and is left in the train/eval
     mode it came in. Returns
     `{"tasks": {task: {metric: value, metric_stderr: value}}, "primary": {task: metric},
     "limit", "n_samples": {task: n}, "seconds", "lm_eval_version", "apply_chat_template", "seed"}`.
     """
     names = resolve_tasks(tasks)
+    if device is None:
+        from posttrain.models.loading import default_device
+
+        device = default_device()
     if apply_chat_template and not getattr(tokenizer, "chat_template", None):
         raise UserError("the tokenizer has no chat template; evaluate with apply_chat_template=False")
 
