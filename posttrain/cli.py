@@ -97,6 +97,19 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     prepare_datasets(loaded, run_dir=run_dir, tokenizer=tokenizer, console=console, only_used=False)
 
 
+@app.command()
+def leaderboard(
+    runs_dir: RunsOpt = Path("runs"),
+    task: Annotated[str | None, typer.Option("--task", help="Rank by this task (default: mean over tasks).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to show.")] = 20,
+) -> None:
+    """Every evaluated model of every run in RUNS_DIR, best first."""
+    from posttrain.pipeline.leaderboard import LEADERBOARD_DB
+    from posttrain.report import print_board
+
+    print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console)
+
+
 def _load(recipe: Path, overrides: list[str] | None):
     from posttrain.paths import recipes_dir
     from posttrain.recipe.loader import load_recipe

@@ -79,3 +79,21 @@ def print_run_report(report: Any, *, console: Console) -> None:
             table.add_row(*row)
         console.print(table)
     console.print(f"run directory: {report.run_dir}")
+
+
+def print_board(db_path: Path, *, task: str | None, limit: int, console: Console) -> None:
+    """The cross-run SQLite leaderboard as a table."""
+    from posttrain.evaluation.leaderboard import top
+
+    rows = top(db_path, task=task, limit=limit)
+    if not rows:
+        console.print(f"no results in {db_path} yet (or none with task {task!r})" if task else f"no results in {db_path} yet")
+        return
+    tasks = list(dict.fromkeys(t for row in rows for t in row.scores))
+    table = Table(title=f"leaderboard: {db_path}" + (f" (by {task})" if task else " (by mean score)"))
+    for column in ("#", "run", "stage", *tasks, "mean", "when"):
+        table.add_column(column)
+    for rank, row in enumerate(rows, 1):
+        scores = [f"{row.scores[t]:.3f}" if t in row.scores else "-" for t in tasks]
+        table.add_row(str(rank), row.run_name, row.stage, *scores, f"{row.mean:.3f}", row.timestamp)
+    console.print(table)

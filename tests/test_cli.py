@@ -39,7 +39,7 @@ def small_recipe(tmp_path: Path, tiny_model_dir: Path) -> Path:
 def test_help_lists_commands() -> None:
     result = _posttrain("--help")
     assert result.returncode == 0
-    for command in ("run", "validate", "plan", "data"):
+    for command in ("run", "validate", "plan", "data", "leaderboard"):
         assert command in result.stdout
 
 
@@ -52,6 +52,19 @@ def test_data_command_curates_and_reports(small_recipe: Path, tmp_path: Path) ->
     assert {"invalid_json", "exact_duplicate"} <= reasons
     broken = next(json.loads(line) for line in rejects if json.loads(line)["reason"] == "invalid_json")
     assert broken["line"] == 14 and broken["source"].endswith("chat.jsonl")
+
+
+def test_leaderboard_command_reads_the_sqlite_board(tmp_path: Path) -> None:
+    from posttrain.evaluation.leaderboard import record
+
+    runs = tmp_path / "runs"
+    record(runs / "leaderboard.sqlite", "r1", "sft", "m", {"pt_arith": 0.25}, "fp1", "2026-11-27T00:00:00")
+    record(runs / "leaderboard.sqlite", "r2", "dpo", "m", {"pt_arith": 0.5}, "fp2", "2026-11-27T00:00:01")
+    result = _posttrain("leaderboard", "--runs-dir", str(runs), "--task", "pt_arith")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.index("r2") < result.stdout.index("r1")
+    empty = _posttrain("leaderboard", "--runs-dir", str(tmp_path / "none"))
+    assert empty.returncode == 0 and "no results" in empty.stdout
 
 
 def test_dry_run_and_plan_show_the_stage_without_training(small_recipe: Path, tmp_path: Path) -> None:
