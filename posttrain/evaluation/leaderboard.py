@@ -9,7 +9,6 @@ retention: student score / teacher score (`extra["teacher"]`, a row label, or
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,15 +203,3 @@ def top(db_path: Path, task: str | None = None, limit: int | None = None) -> lis
     rows = [r for r in grouped.values() if task is None or task in r.scores]
     rows.sort(key=lambda r: (-(r.scores[task] if task else r.mean), r.timestamp, r.run_name, r.stage))
     return rows[:limit] if limit is not None else rows
-
-
-def to_json(rows: Sequence[StageScores]) -> str:
-    """The per-stage table as JSON (scores and deltas), for machine consumers of a run dir."""
-    cells = compute_cells(rows)
-    payload = [
-        {"label": r.label, "extra": r.extra,
-         "tasks": {t: {"score": c.score, "vs_base": c.vs_base, "vs_input": c.vs_input, "retention": c.retention}
-                   for t, c in cs.items()}}
-        for r, cs in zip(rows, cells, strict=True)
-    ]
-    return json.dumps(payload, indent=1, default=str)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from posttrain.recipe.schema import Recipe, StageCommon
 
@@ -52,7 +51,3 @@ def downstream(planned: list[PlannedStage], names: set[str]) -> set[str]:
         if any(name in result for name in stage.depends_on):
             result.add(stage.spec.name)
     return result
-
-
-def stage_dir(run_dir: Path, name: str) -> Path:
-    return run_dir / name
