@@ -89,9 +89,17 @@ def _resolve(path: str, base_dir: Path) -> Path:
 
 
 def tokenizer_id(tokenizer: object) -> str | None:
+    """What token counts depend on: the vocabulary and the chat template, not where the files live.
+
+    Keyed by content so that moving the model cache ($POSTTRAIN_CACHE) or
+    loading the same tokenizer from another folder keeps curated data cached.
+    """
     if tokenizer is None:
         return None
-    name = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
+    h = xxhash.xxh3_64(type(tokenizer).__name__.encode())
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    if callable(get_vocab):
+        h.update(json.dumps(sorted(get_vocab().items())).encode())
     # The chat template changes token counts as much as the vocabulary does.
-    template = getattr(tokenizer, "chat_template", None) or ""
-    return f"{name}|{xxhash.xxh3_64_hexdigest(str(template).encode())}"
+    h.update(str(getattr(tokenizer, "chat_template", None) or "").encode())
+    return h.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,18 @@ def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp
 
     forced = _run(recipe_path, runs, overrides=["stages.dpo.beta=0.5"], force={"sft"})
     assert [s.cached for s in forced.stages] == [False, False]
+
+
+def test_cached_stages_follow_a_moved_base_model(recipe_path: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    runs = tmp_path / "runs"
+    _run(recipe_path, runs)
+    moved = tmp_path / "moved-model"
+    shutil.copytree(tiny_model_dir, moved)
+    recipe_path.write_text(recipe_path.read_text().replace(str(tiny_model_dir), str(moved)))
+    again = _run(recipe_path, runs)
+    assert [s.cached for s in again.stages] == [True, True]  # same weights, same fingerprints
+    assert again.stages[1].lineage.base == str(moved)
+    assert all(Path(adapter).exists() for adapter in again.stages[1].lineage.adapters)
 
 
 def test_killed_stage_resumes_from_its_checkpoint(recipe_path: Path, tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def _run_or_reuse(
     if same and record.get("status") == "completed" and not forced:
         console.print(f"[green]✓[/] stage [bold]{name}[/] cached ({stage_fp})")
         outcome = StageOutcome(
-            name, Lineage.from_dict(record["lineage"]), stage_fp, cached=True,
+            name, _saved_lineage(stage_dir, source.lineage), stage_fp, cached=True,
             seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
         )
         return outcome, None
@@ -188,6 +188,17 @@ def _run_or_reuse(
     console.print(f"[green]✓[/] stage [bold]{name}[/] trained in {seconds:.0f}s")
     outcome = StageOutcome(name, result.lineage, stage_fp, seconds=seconds, metrics=result.metrics)
     return outcome, result.model
+
+
+def _saved_lineage(stage_dir: Path, source: Lineage) -> Lineage:
+    """A completed stage's lineage, rebuilt from today's paths of its input and its own folder.
+
+    Rebuilt rather than read from stage.json, so a moved run directory or model
+    cache (the base path) does not leave a cached stage pointing at old files.
+    """
+    if (stage_dir / "adapter" / "adapter_config.json").exists():
+        return source.extended(stage_dir / "adapter")
+    return Lineage(base=str(stage_dir / "model"))  # full fine-tune or distilled student: a new lineage
 
 
 def _clear_stage_dir(stage_dir: Path) -> None:
