@@ -8,6 +8,7 @@ stage and everything after it run again.
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,10 +204,7 @@ def _saved_lineage(stage_dir: Path, source: Lineage) -> Lineage:
 
 def _clear_stage_dir(stage_dir: Path) -> None:
     # A changed stage starts clean; eval.json and export/ of the old fingerprint would lie.
-    import shutil
-
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
+    shutil.rmtree(stage_dir, ignore_errors=True)
     stage_dir.mkdir(parents=True)
 
 
