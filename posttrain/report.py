@@ -17,9 +17,9 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
     from posttrain.evaluation.suite import task_documents
     from posttrain.models.loading import load_tokenizer
     from posttrain.models.resolve import resolve_model
-    from posttrain.pipeline.fingerprint import stage_fingerprint
+    from posttrain.fingerprint import stage_fingerprint
     from posttrain.pipeline.plan import BASE, plan_stages, upstream_fingerprint
-    from posttrain.pipeline.rundir import last_checkpoint, read_json
+    from posttrain.rundir import last_checkpoint, read_json
     from posttrain.pipeline.runner import base_fingerprint
 
     recipe = loaded.recipe

@@ -8,8 +8,8 @@ from typing import Any
 
 from posttrain.export.model_card import model_card
 from posttrain.models.lineage import Lineage, cumulative_adapter, materialize
-from posttrain.pipeline.fingerprint import fingerprint
-from posttrain.pipeline.rundir import read_json, write_json
+from posttrain.fingerprint import fingerprint
+from posttrain.rundir import read_json, write_json
 
 
 def export_stage(

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.evaluation.runner import evaluate_model, headline
-from posttrain.pipeline.fingerprint import fingerprint
-from posttrain.pipeline.rundir import read_json, write_json
+from posttrain.fingerprint import fingerprint
+from posttrain.rundir import read_json, write_json
 from posttrain.recipe.loader import LoadedRecipe
 
 

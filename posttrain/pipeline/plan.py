@@ -39,7 +39,7 @@ def upstream_fingerprint(stage: PlannedStage, fingerprints: dict[str, str]) -> s
     """What a stage's models come from: its input's fingerprint, and its teacher's when that is another stage."""
     if stage.teacher is None:
         return fingerprints[stage.input]  # unchanged for every stage without a separate teacher: caches stay valid
-    from posttrain.pipeline.fingerprint import fingerprint
+    from posttrain.fingerprint import fingerprint
 
     return fingerprint(fingerprints[stage.input], fingerprints[stage.teacher])
 
