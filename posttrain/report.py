@@ -15,12 +15,12 @@ def print_plan(loaded: LoadedRecipe, *, runs_dir: Path, console: Console) -> Non
     """One row per stage: type, input, data, fingerprint and whether a run would reuse it."""
     from data_prep import dataset_fingerprint, texts_fingerprint, tokenizer_id
     from posttrain.evaluation.suite import task_documents
+    from posttrain.fingerprint import stage_fingerprint
     from posttrain.models.loading import load_tokenizer
     from posttrain.models.resolve import resolve_model
-    from posttrain.fingerprint import stage_fingerprint
     from posttrain.pipeline.plan import BASE, plan_stages, upstream_fingerprint
-    from posttrain.rundir import last_checkpoint, read_json
     from posttrain.pipeline.runner import base_fingerprint
+    from posttrain.rundir import last_checkpoint, read_json
 
     recipe = loaded.recipe
     base = resolve_model(recipe.model.base, base_dir=loaded.base_dir, prefer_hub=recipe.model.prefer_hub)

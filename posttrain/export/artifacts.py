@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.export.model_card import model_card
-from posttrain.models.lineage import Lineage, cumulative_adapter, materialize
 from posttrain.fingerprint import fingerprint
+from posttrain.models.lineage import Lineage, cumulative_adapter, materialize
 from posttrain.rundir import read_json, write_json
 
 

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from posttrain.evaluation.runner import evaluate_model, headline
 from posttrain.fingerprint import fingerprint
-from posttrain.rundir import read_json, write_json
 from posttrain.recipe.loader import LoadedRecipe
+from posttrain.rundir import read_json, write_json
 
 
 def evaluate_cached(

@@ -18,16 +18,16 @@ from rich.console import Console
 
 from posttrain.errors import TrainingError, UserError
 from posttrain.export.artifacts import export_stage
+from posttrain.fingerprint import fingerprint, stage_fingerprint
 from posttrain.models.lineage import Lineage, materialize
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.resolve import ResolvedModel, resolve_model
 from posttrain.pipeline.datasets import prepare_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
-from posttrain.fingerprint import fingerprint, stage_fingerprint
 from posttrain.pipeline.leaderboard import LEADERBOARD_DB, publish_leaderboard
 from posttrain.pipeline.plan import BASE, PlannedStage, downstream, plan_stages, upstream_fingerprint
-from posttrain.rundir import last_checkpoint, library_versions, read_json, write_json
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
+from posttrain.rundir import last_checkpoint, library_versions, read_json, write_json
 from posttrain.stages import STAGES
 from posttrain.stages.context import StageContext
 from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard
