@@ -52,7 +52,7 @@ def run(
         _show_plan(loaded, runs_dir)
         return
     from posttrain.pipeline.runner import run_recipe
-    from posttrain.report import print_run_report
+    from posttrain.terminal import print_run_report
 
     report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
     print_run_report(report, console=console)
@@ -85,16 +85,11 @@ def plan(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
 @app.command()
 def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs")) -> None:
     """Run only the data curation of RECIPE and print each dataset's report."""
-    from posttrain.models.loading import load_tokenizer
-    from posttrain.models.resolve import resolve_model
     from posttrain.pipeline.datasets import prepare_datasets
+    from posttrain.pipeline.session import open_session
 
-    loaded = _load(recipe, set_)
-    model = loaded.recipe.model
-    base = resolve_model(model.base, base_dir=loaded.base_dir, prefer_hub=model.prefer_hub)
-    tokenizer = load_tokenizer(base.path, trust_remote_code=model.trust_remote_code)
-    run_dir = (runs_dir / loaded.recipe.name).resolve()
-    prepare_datasets(loaded, run_dir=run_dir, tokenizer=tokenizer, console=console, only_used=False)
+    session = open_session(_load(recipe, set_), runs_dir=runs_dir, console=console)
+    prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
 @app.command()
@@ -104,8 +99,8 @@ def leaderboard(
     limit: Annotated[int, typer.Option("--limit", help="Rows to show.")] = 20,
 ) -> None:
     """Every evaluated model of every run in RUNS_DIR, best first."""
-    from posttrain.pipeline.leaderboard import LEADERBOARD_DB
-    from posttrain.report import print_board
+    from posttrain.leaderboard.store import LEADERBOARD_DB
+    from posttrain.terminal import print_board
 
     print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console)
 
@@ -120,9 +115,12 @@ def _load(recipe: Path, overrides: list[str] | None):
 
 
 def _show_plan(loaded, runs_dir: Path) -> None:
-    from posttrain.report import print_plan
+    from posttrain.pipeline.plan import plan_run
+    from posttrain.pipeline.session import open_session
+    from posttrain.terminal import print_plan
 
-    print_plan(loaded, runs_dir=runs_dir, console=console)
+    session = open_session(loaded, runs_dir=runs_dir, console=console)
+    print_plan(plan_run(session), session.recipe, console=console)
 
 
 def main() -> None:

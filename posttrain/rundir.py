@@ -54,3 +54,10 @@ def last_checkpoint(checkpoints_dir: Path) -> Path | None:
         and (p / "trainer_state.json").exists()
     ]
     return max(candidates, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string, to the second."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -55,7 +55,7 @@ def test_data_command_curates_and_reports(small_recipe: Path, tmp_path: Path) ->
 
 
 def test_leaderboard_command_reads_the_sqlite_board(tmp_path: Path) -> None:
-    from posttrain.evaluation.leaderboard import record
+    from posttrain.leaderboard.store import record
 
     runs = tmp_path / "runs"
     record(runs / "leaderboard.sqlite", "r1", "sft", "m", {"pt_arith": 0.25}, "fp1", "2026-11-27T00:00:00")

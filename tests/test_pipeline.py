@@ -14,9 +14,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from posttrain.models.lineage import materialize
+from posttrain.pipeline.plan import plan_run
 from posttrain.pipeline.runner import run_recipe
+from posttrain.pipeline.session import open_session
 from posttrain.recipe.loader import load_recipe
-from posttrain.report import print_plan
+from posttrain.terminal import print_plan
 
 
 def _write_data(folder: Path) -> None:
@@ -95,9 +97,12 @@ def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp
         torch.testing.assert_close(exported(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-5, rtol=0)
         torch.testing.assert_close(merged(input_ids=ids).logits, chained(input_ids=ids).logits, atol=1e-4, rtol=0)
 
-    # `posttrain plan` computes the same fingerprints without running anything.
+    # `posttrain plan` shows what a run would do, from the plan the run itself follows.
+    plan = plan_run(open_session(load_recipe(recipe_path), runs_dir=runs))
+    assert [(s.name, s.status) for s in plan.stages] == [("sft", "cached"), ("dpo", "cached")]
+    assert [s.fingerprint for s in plan.stages] == [s.fingerprint for s in report.stages]
     console = Console(record=True, width=200)
-    print_plan(load_recipe(recipe_path), runs_dir=runs, console=console)
+    print_plan(plan, load_recipe(recipe_path).recipe, console=console)
     assert console.export_text().count("cached") == 2
 
     again = _run(recipe_path, runs)

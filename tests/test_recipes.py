@@ -121,10 +121,3 @@ def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, text))
     assert len(info.value.problems) == 2  # after names a later stage; dpo needs preference data
     assert any("it comes later" in p for p in info.value.problems)
-
-
-def test_every_stage_type_has_an_implementation() -> None:
-    from posttrain.recipe.schema import STAGE_TYPES
-    from posttrain.stages import STAGES
-
-    assert set(STAGES) == set(STAGE_TYPES)

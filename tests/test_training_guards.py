@@ -15,8 +15,8 @@ from trl import SFTConfig, SFTTrainer
 
 from posttrain.errors import TrainingError
 from posttrain.models.lineage import Lineage
-from posttrain.recipe.schema import Recipe
-from posttrain.stages.context import StageContext
+from posttrain.recipe.schema import recipe_model
+from posttrain.stagekit import StageContext
 from posttrain.training.arguments import common_arguments
 from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard
 from posttrain.training.outputs import train_and_save
@@ -41,7 +41,7 @@ def test_nan_loss_stops_training_with_step_and_keeps_checkpoint(tiny_model_dir: 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = [{"messages": [{"role": "user", "content": f"{i} + 1?"}, {"role": "assistant", "content": str(i + 1)}]}
             for i in range(32)]
-    recipe = Recipe.model_validate(
+    recipe = recipe_model().model_validate(
         {
             "name": "nan",
             "model": {"base": str(tiny_model_dir)},
@@ -50,7 +50,7 @@ def test_nan_loss_stops_training_with_step_and_keeps_checkpoint(tiny_model_dir: 
         }
     )
     ctx = StageContext(
-        recipe=recipe, stage_dir=tmp_path / "s", input=Lineage(str(tiny_model_dir)), tokenizer=tokenizer,
+        model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=tmp_path / "s", input=Lineage(str(tiny_model_dir)), tokenizer=tokenizer,
         datasets={}, console=Console(quiet=True),
         callbacks=[MetricsFile(tmp_path / "metrics.jsonl"), NonFiniteLossGuard(), PoisonWeights(at_step=2)],
     )

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from posttrain.distill.prune import layers_to_keep, prune_layers
 from posttrain.distill.student import model_vocab_size, shared_vocab_size, truncate_vocab
-from posttrain.models.lineage import materialize
 from posttrain.models.loading import load_model, load_tokenizer
 from posttrain.models.resolve import resolve_model
-from posttrain.recipe.schema import DistillStage
-
-if TYPE_CHECKING:  # posttrain.stages imports the distill stage, which imports this module
-    from posttrain.stages.context import StageContext
+from posttrain.stagekit import StageContext
 
 
 @dataclass
@@ -26,14 +22,12 @@ class Teacher:
     """The pipeline stage it is, when it is one (its scores are on the leaderboard already)."""
 
 
-def load_teacher(ctx: StageContext, spec: DistillStage) -> Teacher:
-    """`teacher:` unset → the stage's input; `base` or an earlier stage → its model; else a model reference."""
-    model_spec = ctx.recipe.model
-    name = spec.teacher or ctx.input_name
+def load_teacher(ctx: StageContext, name: str) -> Teacher:
+    """`base` or an earlier stage (the stage's input included) → its model; else a model reference."""
+    model_spec = ctx.model_spec
     lineage = ctx.lineage_of(name)
     if lineage is not None:
-        model = materialize(lineage, dtype=model_spec.dtype, trust_remote_code=model_spec.trust_remote_code)
-        return Teacher(model, name, name)
+        return Teacher(ctx.load(lineage), name, name)
     resolved = resolve_model(name, base_dir=ctx.base_dir)
     model = load_model(resolved.path, dtype=model_spec.dtype, trust_remote_code=model_spec.trust_remote_code)
     tokenizer = load_tokenizer(resolved.path, trust_remote_code=model_spec.trust_remote_code)
@@ -45,13 +39,13 @@ def load_teacher(ctx: StageContext, spec: DistillStage) -> Teacher:
     return Teacher(model, name, None)
 
 
-def build_student(ctx: StageContext, spec: DistillStage, teacher: Any) -> tuple[Any, dict[str, Any]]:
+def build_student(ctx: StageContext, student_spec: Any, teacher: Any) -> tuple[Any, dict[str, Any]]:
     """The student, with both models cut to their shared vocabulary; and facts about it for the metrics.
 
     A pruned student is saved to `student_init/` before training, so what
     distillation started from can be inspected and evaluated on its own.
+    `student_spec` is the stage's `student:` block (posttrain.stages.distill.StudentSpec).
     """
-    student_spec = spec.student
     if student_spec.init == "prune":
         keep = layers_to_keep(
             teacher.config.num_hidden_layers,
@@ -66,7 +60,7 @@ def build_student(ctx: StageContext, spec: DistillStage, teacher: Any) -> tuple[
         return student, {"student": "pruned teacher", "kept_layers": keep, "student_init": str(init_dir)}
 
     assert student_spec.model is not None
-    model_spec = ctx.recipe.model
+    model_spec = ctx.model_spec
     resolved = resolve_model(student_spec.model, base_dir=ctx.base_dir)
     student = load_model(resolved.path, dtype=model_spec.dtype, trust_remote_code=model_spec.trust_remote_code)
     tokenizer = load_tokenizer(resolved.path, trust_remote_code=model_spec.trust_remote_code)

@@ -17,11 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from posttrain.models.loading import load_model
-
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -32,23 +27,27 @@ class Lineage:
 
     base: str
     adapters: list[str] = field(default_factory=list)
+    revision: str | None = None
+    """Hub revision of `base` when it is a hub id (the recipe's `model.revision`)."""
 
     def extended(self, adapter_dir: Path | str) -> Lineage:
-        return Lineage(self.base, [*self.adapters, str(adapter_dir)])
+        return Lineage(self.base, [*self.adapters, str(adapter_dir)], self.revision)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Lineage:
-        return cls(base=data["base"], adapters=list(data.get("adapters", [])))
+        return cls(base=data["base"], adapters=list(data.get("adapters", [])), revision=data.get("revision"))
 
 
 def materialize(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False) -> Any:
     """The lineage's model as plain weights: base with every adapter merged in."""
     from peft import PeftModel
 
-    model = load_model(lineage.base, dtype=dtype, trust_remote_code=trust_remote_code)
+    from posttrain.models.loading import load_model
+
+    model = load_model(lineage.base, dtype=dtype, trust_remote_code=trust_remote_code, revision=lineage.revision)
     for adapter in lineage.adapters:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     return model
@@ -68,6 +67,9 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
     exact for any mix of target modules. The scale of every stage is folded
     into its B block and the combined adapter has scale 1 (alpha == r).
     """
+    import torch
+    from safetensors.torch import load_file, save_file
+
     if not adapter_dirs:
         raise ValueError("cumulative_adapter needs at least one adapter")
     configs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in adapter_dirs]
@@ -78,7 +80,7 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
 
     modules = sorted({k[: -len(".lora_A.weight")] for w in weights for k in w if k.endswith(".lora_A.weight")})
     total_rank = sum(c["r"] for c in configs)
-    combined: dict[str, torch.Tensor] = {}
+    combined: dict[str, Any] = {}
     for module in modules:
         a_blocks, b_blocks = [], []
         first = next(w for w in weights if f"{module}.lora_A.weight" in w)

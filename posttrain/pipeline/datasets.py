@@ -1,4 +1,4 @@
-"""Prepare (curate, cache) every dataset the recipe's stages train on."""
+"""Curate (and cache) the recipe's datasets; their fingerprints without curating, for the plan."""
 
 from __future__ import annotations
 
@@ -6,31 +6,38 @@ from typing import Any
 
 from rich.console import Console
 
-from data_prep import prepare_dataset
-from posttrain.recipe.loader import LoadedRecipe
+from data_prep import dataset_fingerprint, prepare_dataset, texts_fingerprint, tokenizer_id
+from posttrain.pipeline.session import RunSession
 
 
-def prepare_datasets(
-    loaded: LoadedRecipe, *, run_dir: Any, tokenizer: Any, console: Console, only_used: bool = True
-) -> dict[str, Any]:
-    """Curated datasets by name: those some stage trains on, or all of them."""
-    from posttrain.evaluation.suite import task_documents
+def used_datasets(session: RunSession) -> list[str]:
+    """Names of the datasets some stage trains on, in first-use order."""
+    return list(dict.fromkeys(stage.data for stage in session.recipe.stages))
 
-    recipe = loaded.recipe
-    used = list(dict.fromkeys(stage.data for stage in recipe.stages)) if only_used else list(recipe.datasets)
-    # `decontaminate: eval` guards the whole shipped suite, not only the tasks this recipe runs:
-    # a model trained here may be evaluated on any of them later.
-    eval_texts = task_documents()
-    prepared = {}
-    for name in used:
-        prepared[name] = prepare_dataset(
-            name,
-            recipe.datasets[name],
-            base_dir=loaded.base_dir,
-            out_dir=run_dir / "data" / name,
-            tokenizer=tokenizer,
-            eval_texts=eval_texts,
-            seed=recipe.seed,
-            console=console,
+
+def dataset_fingerprints(session: RunSession, names: list[str]) -> dict[str, str]:
+    """What `prepare_datasets` would key each dataset's cache by, computed without curating anything."""
+    recipe = session.recipe
+    eval_fp = texts_fingerprint(session.eval_texts())
+    tok_id = tokenizer_id(session.tokenizer)
+    return {
+        name: dataset_fingerprint(
+            recipe.datasets[name], base_dir=session.loaded.base_dir, tokenizer_id=tok_id,
+            eval_fingerprint=eval_fp, seed=recipe.seed,
         )
-    return prepared
+        for name in names
+    }
+
+
+def prepare_datasets(session: RunSession, names: list[str], *, console: Console) -> dict[str, Any]:
+    """Curated datasets (data_prep.PreparedDataset) by name, under `run_dir/data/<name>/`."""
+    recipe = session.recipe
+    eval_texts = session.eval_texts()
+    return {
+        name: prepare_dataset(
+            name, recipe.datasets[name], base_dir=session.loaded.base_dir,
+            out_dir=session.run_dir / "data" / name, tokenizer=session.tokenizer, eval_texts=eval_texts,
+            seed=recipe.seed, console=console,
+        )
+        for name in names
+    }

@@ -8,14 +8,14 @@ from typing import Any
 
 from rich.console import Console
 
-from posttrain.evaluation.runner import evaluate_model, headline
+from posttrain.evaluation.harness import evaluate_model, headline
 from posttrain.fingerprint import fingerprint
-from posttrain.recipe.loader import LoadedRecipe
+from posttrain.recipe.schema import Recipe
 from posttrain.rundir import read_json, write_json
 
 
 def evaluate_cached(
-    loaded: LoadedRecipe,
+    recipe: Recipe,
     folder: Path,
     model_fingerprint: str,
     load_model: Callable[[], Any],
@@ -25,7 +25,7 @@ def evaluate_cached(
     label: str,
 ) -> dict[str, float]:
     """Headline scores per task; `eval.json` in `folder` caches them under an eval fingerprint."""
-    spec = loaded.recipe.eval
+    spec = recipe.eval
     eval_fp = fingerprint(model_fingerprint, spec.model_dump(mode="json"))
     cached = read_json(folder / "eval.json")
     if cached and cached.get("fingerprint") == eval_fp:
@@ -35,7 +35,7 @@ def evaluate_cached(
     model = load_model()
     model.eval()
     results = evaluate_model(
-        model, tokenizer, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size, seed=loaded.recipe.seed
+        model, tokenizer, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size, seed=recipe.seed
     )
     scores = headline(results)
     write_json(folder / "eval.json", {"fingerprint": eval_fp, "label": label, "scores": scores, "results": results})

@@ -1,8 +1,8 @@
-"""Run a recipe: prepare data, then for each stage reuse or train, evaluate, export.
+"""Run a recipe: open it, plan it, prepare data, then for each stage reuse or train, evaluate, export.
 
-Reads top to bottom as the user sees it happen. The stage cache is keyed by
-fingerprints (see `fingerprints_for`): an unchanged stage is reused, a changed
-stage and everything after it run again.
+Reads top to bottom as the user sees it happen. Which stage is reused,
+resumed or trained is decided by the plan (pipeline/plan.py), the same one
+`posttrain plan` prints.
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from rich.console import Console
 
 from posttrain.errors import TrainingError, UserError
 from posttrain.export.artifacts import export_stage
-from posttrain.fingerprint import fingerprint, stage_fingerprint
+from posttrain.leaderboard.render import run_markdown
+from posttrain.leaderboard.store import LEADERBOARD_DB, record
+from posttrain.leaderboard.table import StageScores
 from posttrain.models.lineage import Lineage, materialize
-from posttrain.models.loading import load_tokenizer
-from posttrain.models.resolve import ResolvedModel, resolve_model
-from posttrain.pipeline.datasets import prepare_datasets
+from posttrain.pipeline.datasets import prepare_datasets, used_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
-from posttrain.pipeline.leaderboard import LEADERBOARD_DB, publish_leaderboard
-from posttrain.pipeline.plan import BASE, PlannedStage, downstream, plan_stages, upstream_fingerprint
+from posttrain.pipeline.plan import BASE, PlannedStage, RunPlan, plan_run
+from posttrain.pipeline.session import RunSession, open_session
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
-from posttrain.rundir import last_checkpoint, library_versions, read_json, write_json
-from posttrain.stages import STAGES
-from posttrain.stages.context import StageContext
+from posttrain.rundir import library_versions, read_json, utc_now, write_json
+from posttrain.stagekit import StageContext
+from posttrain.stagekit.facts import facts_from_json, facts_to_json
 from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard
 
 
@@ -43,9 +43,16 @@ class StageOutcome:
     seconds: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Typed facts by kind (`{"distill": DistillFacts}`), for the leaderboard."""
     chain: list[str] = field(default_factory=list)
     """Stages whose adapters make up this model, from the start of its lineage."""
     exports: dict[str, str] = field(default_factory=dict)
+
+    def leaderboard_row(self) -> StageScores:
+        return StageScores(
+            self.name, self.scores, input=self.input or None, distill=self.facts.get("distill"),
+        )
 
 
 @dataclass
@@ -55,6 +62,10 @@ class RunReport:
     stages: list[StageOutcome]
     seconds: float
 
+    def leaderboard_rows(self) -> list[StageScores]:
+        """Base first, then every evaluated stage."""
+        return [StageScores(BASE, self.base.scores)] + [s.leaderboard_row() for s in self.stages if s.scores]
+
 
 def run_recipe(
     loaded: LoadedRecipe, *, runs_dir: Path, force: set[str] | None = None, console: Console | None = None
@@ -62,120 +73,107 @@ def run_recipe(
     console = console or Console()
     started = time.time()
     recipe = loaded.recipe
-    planned = plan_stages(recipe)
-    force = set(force or ())
-    unknown = force - {p.spec.name for p in planned}
-    if unknown:
-        raise UserError(f"--force names no stage of this recipe: {', '.join(sorted(unknown))}")
+    session = open_session(loaded, runs_dir=runs_dir, console=console)
+    plan = plan_run(session, force=force or ())
+    session.run_dir.mkdir(parents=True, exist_ok=True)
+    (session.run_dir / "recipe.resolved.yaml").write_text(dump_yaml(recipe.model_dump(mode="json")))
+    datasets = prepare_datasets(session, used_datasets(session), console=console)
+    _check_data_fingerprints(plan, datasets)
 
-    # Absolute, because lineages store adapter paths and must survive a change of cwd.
-    run_dir = (runs_dir / recipe.name).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.resolved.yaml").write_text(dump_yaml(recipe.model_dump(mode="json")))
-
-    with console.status("Resolving the base model (first use dequantizes embedded weights)..."):
-        base = resolve_model(recipe.model.base, base_dir=loaded.base_dir, prefer_hub=recipe.model.prefer_hub)
-    tokenizer = load_tokenizer(base.path, trust_remote_code=recipe.model.trust_remote_code)
-    datasets = prepare_datasets(loaded, run_dir=run_dir, tokenizer=tokenizer, console=console)
-
-    base_outcome = StageOutcome(BASE, Lineage(base.path), fingerprint=base_fingerprint(loaded, base))
+    base_outcome = StageOutcome(BASE, session.base_lineage, fingerprint=plan.base_fingerprint)
     if recipe.eval.on_base:
         base_outcome.scores = evaluate_cached(
-            loaded, run_dir / BASE, base_outcome.fingerprint, lambda: _materialize(loaded, base_outcome.lineage),
-            tokenizer=tokenizer, console=console, label="base",
+            recipe, session.run_dir / BASE, base_outcome.fingerprint,
+            lambda: _materialize(session, base_outcome.lineage), tokenizer=session.tokenizer, console=console,
+            label=BASE,
         )
 
     outcomes: dict[str, StageOutcome] = {BASE: base_outcome}
-    rerun = downstream(planned, force)
-    for stage in planned:
+    for stage in plan.stages:
         source = outcomes[stage.input]
-        upstream_fp = upstream_fingerprint(stage, {name: o.fingerprint for name, o in outcomes.items()})
-        stage_fp = stage_fingerprint(stage.spec, upstream_fp, datasets[stage.spec.data].fingerprint, recipe.seed)
-        outcome, model = _run_or_reuse(
-            loaded, stage, source, stage_fp, run_dir=run_dir, datasets=datasets, tokenizer=tokenizer,
-            forced=stage.spec.name in rerun, console=console,
-            earlier={name: o.lineage for name, o in outcomes.items()},
-        )
+        if stage.status == "cached":
+            outcome, model = _reuse(stage, source, session.run_dir, console), None
+        else:
+            earlier = {name: o.lineage for name, o in outcomes.items()}
+            outcome, model = _train(session, stage, source, earlier, datasets=datasets, console=console)
         if stage.spec.evaluate:
             outcome.scores = evaluate_cached(
-                loaded, run_dir / stage.spec.name, stage_fp,
-                (lambda m=model, o=outcome: m if m is not None else _materialize(loaded, o.lineage)),
-                tokenizer=tokenizer, console=console, label=stage.spec.name,
+                recipe, session.run_dir / stage.name, stage.fingerprint,
+                (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)),
+                tokenizer=session.tokenizer, console=console, label=stage.name,
             )
         del model
         gc.collect()
         outcome.input = stage.input
-        outcome.chain = [stage.spec.name] if stage.spec.full_finetune else [*source.chain, stage.spec.name]
-        outcomes[stage.spec.name] = outcome
+        outcome.chain = [stage.name] if stage.spec.full_finetune else [*source.chain, stage.name]
+        outcomes[stage.name] = outcome
 
-    stage_outcomes = [outcomes[p.spec.name] for p in planned]
+    stage_outcomes = [outcomes[p.name] for p in plan.stages]
     formats = set(recipe.export.formats)
     with console.status("Exporting adapters..."):
         for outcome in stage_outcomes:
             is_last = outcome is stage_outcomes[-1]
             outcome.exports = export_stage(
-                stage_dir=run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
+                stage_dir=session.run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
                 lineage=outcome.lineage, stage_fingerprint=outcome.fingerprint, scores=outcome.scores,
-                base_scores=base_outcome.scores, recipe=recipe, tokenizer=tokenizer,
+                base_scores=base_outcome.scores, recipe=recipe, tokenizer=session.tokenizer,
                 formats=formats if is_last else formats - {"merged"},
             )
-    report = RunReport(run_dir=run_dir, base=base_outcome, stages=stage_outcomes, seconds=time.time() - started)
-    publish_leaderboard(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
+    report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
+    _publish(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
     return report
 
 
-def base_fingerprint(loaded: LoadedRecipe, base: ResolvedModel) -> str:
-    model = loaded.recipe.model
-    return fingerprint(base.identity, model.dtype, model.revision)
+def _check_data_fingerprints(plan: RunPlan, datasets: dict[str, Any]) -> None:
+    for stage in plan.stages:
+        prepared = datasets[stage.spec.data].fingerprint
+        if prepared != stage.data_fingerprint:  # the plan and curation must key data the same way
+            raise RuntimeError(f"dataset {stage.spec.data!r}: planned {stage.data_fingerprint}, prepared {prepared}")
 
 
-def _run_or_reuse(
-    loaded: LoadedRecipe,
+def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Console) -> StageOutcome:
+    console.print(f"[green]✓[/] stage [bold]{stage.name}[/] cached ({stage.fingerprint})")
+    stage_dir = run_dir / stage.name
+    record = read_json(stage_dir / "stage.json") or {}
+    return StageOutcome(
+        stage.name, _saved_lineage(stage_dir, source.lineage), stage.fingerprint, cached=True,
+        seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
+        facts=facts_from_json(record.get("facts")),
+    )
+
+
+def _train(
+    session: RunSession,
     stage: PlannedStage,
     source: StageOutcome,
-    stage_fp: str,
+    earlier: dict[str, Lineage],
     *,
-    run_dir: Path,
     datasets: dict[str, Any],
-    tokenizer: Any,
-    forced: bool,
     console: Console,
-    earlier: dict[str, Lineage] | None = None,
 ) -> tuple[StageOutcome, Any]:
-    name = stage.spec.name
-    stage_dir = run_dir / name
-    record = read_json(stage_dir / "stage.json") or {}
-    same = record.get("fingerprint") == stage_fp
-    if same and record.get("status") == "completed" and not forced:
-        console.print(f"[green]✓[/] stage [bold]{name}[/] cached ({stage_fp})")
-        outcome = StageOutcome(
-            name, _saved_lineage(stage_dir, source.lineage), stage_fp, cached=True,
-            seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
-        )
-        return outcome, None
-
-    resume_from = last_checkpoint(stage_dir / "checkpoints") if same and not forced else None
-    if not resume_from:
+    stage_dir = session.run_dir / stage.name
+    if stage.status != "resume":
         _clear_stage_dir(stage_dir)
-    console.rule(f"stage {name} ({stage.spec.type}) ← {stage.input}")
-    if resume_from:
-        console.print(f"resuming from {resume_from}")
+    console.rule(f"stage {stage.name} ({stage.spec.type}) ← {stage.input}")
+    if stage.resume_from:
+        console.print(f"resuming from {stage.resume_from}")
 
     status = {
-        "name": name, "type": stage.spec.type, "fingerprint": stage_fp, "input": stage.input,
+        "name": stage.name, "type": stage.spec.type, "fingerprint": stage.fingerprint, "input": stage.input,
         "input_fingerprint": source.fingerprint, "data": stage.spec.data, "versions": library_versions(),
         "spec": stage.spec.model_dump(mode="json"), "started": time.time(), "status": "running",
     }
     write_json(stage_dir / "stage.json", status)
+    recipe = session.recipe
     ctx = StageContext(
-        recipe=loaded.recipe, stage_dir=stage_dir, input=source.lineage, tokenizer=tokenizer,
-        datasets=datasets, console=console, resume_from=resume_from, base_dir=loaded.base_dir,
-        input_name=stage.input, earlier=dict(earlier or {}),
-        callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard()],
+        model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
+        input=source.lineage, tokenizer=session.tokenizer, datasets=datasets, console=console,
+        resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
+        earlier=earlier, callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard()],
     )
     started = time.time()
     try:
-        result = STAGES[stage.spec.type](ctx, stage.spec)
+        result = stage.stage_type.run(ctx, stage.spec)
     except (TrainingError, UserError, KeyboardInterrupt) as exc:
         status.update(status="failed", error=str(exc) or type(exc).__name__, seconds=time.time() - started)
         write_json(stage_dir / "stage.json", status)
@@ -183,11 +181,13 @@ def _run_or_reuse(
     seconds = time.time() - started
     status.update(
         status="completed", seconds=seconds, finished=time.time(), lineage=result.lineage.to_dict(),
-        metrics=result.metrics,
+        metrics=result.metrics, facts=facts_to_json(result.facts),
     )
     write_json(stage_dir / "stage.json", status)
-    console.print(f"[green]✓[/] stage [bold]{name}[/] trained in {seconds:.0f}s")
-    outcome = StageOutcome(name, result.lineage, stage_fp, seconds=seconds, metrics=result.metrics)
+    console.print(f"[green]✓[/] stage [bold]{stage.name}[/] trained in {seconds:.0f}s")
+    outcome = StageOutcome(
+        stage.name, result.lineage, stage.fingerprint, seconds=seconds, metrics=result.metrics, facts=result.facts
+    )
     return outcome, result.model
 
 
@@ -208,6 +208,17 @@ def _clear_stage_dir(stage_dir: Path) -> None:
     stage_dir.mkdir(parents=True)
 
 
-def _materialize(loaded: LoadedRecipe, lineage: Lineage) -> Any:
-    model = loaded.recipe.model
+def _materialize(session: RunSession, lineage: Lineage) -> Any:
+    model = session.recipe.model
     return materialize(lineage, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+
+
+def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Path) -> None:
+    """`leaderboard.md` in the run directory, and every scored model on the shared SQLite board."""
+    rows = report.leaderboard_rows()
+    (report.run_dir / "leaderboard.md").write_text(run_markdown(recipe_name, rows))
+    now = utc_now()
+    fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages}}
+    for row in rows:
+        if row.scores:
+            record(db_path, recipe_name, row.label, model_ref, row.scores, fingerprints[row.label], now)

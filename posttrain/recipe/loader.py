@@ -21,7 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from posttrain.errors import RecipeError
 from posttrain.recipe.overrides import apply_overrides
 from posttrain.recipe.references import check_references
-from posttrain.recipe.schema import Recipe
+from posttrain.recipe.schema import Recipe, recipe_model, stage_spec_types
 
 Loc = tuple[str | int, ...]
 
@@ -49,7 +49,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     problems: list[str] = []
     recipe: Recipe | None = None
     try:
-        recipe = Recipe.model_validate(document, context={"base_dir": path.parent})
+        recipe = recipe_model().model_validate(document, context={"base_dir": path.parent})
     except ValidationError as exc:
         problems += [_describe(path, document, err, overridden) for err in exc.errors()]
     problems += [
@@ -171,17 +171,16 @@ def _did_you_mean(document: Any, loc: Loc) -> str:
 
 def _model_at(document: Any, loc: Loc) -> type[BaseModel] | None:
     """The pydantic model that validates the mapping at `loc`, for key suggestions."""
-    from posttrain.recipe.schema import STAGE_TYPES
-
-    model: Any = Recipe
+    stage_types = stage_spec_types()
+    model: Any = recipe_model()
     node = document
     keyed_by_name = False  # inside a dict[str, Model]: this part is a user's name, not a field
     for part in loc:
         node = node[part] if _has(node, part) else None
         if isinstance(part, int) or keyed_by_name:
             keyed_by_name = False
-            if isinstance(node, dict) and node.get("type") in STAGE_TYPES:
-                model = STAGE_TYPES[node["type"]]
+            if isinstance(node, dict) and node.get("type") in stage_types:
+                model = stage_types[node["type"]]
             continue
         field = model.model_fields.get(part) if isinstance(model, type) else None
         if field is None:
@@ -203,6 +202,4 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _stage_types() -> str:
-    from posttrain.recipe.schema import STAGE_TYPES
-
-    return ", ".join(STAGE_TYPES)
+    return ", ".join(stage_spec_types())

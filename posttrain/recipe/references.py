@@ -10,18 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Which canonical dataset shape each stage type trains on.
-STAGE_DATA_KINDS: dict[str, tuple[str, ...]] = {
-    "sft": ("chat",),
-    "dpo": ("preference",),
-    "grpo": ("prompt",),
-    "distill": ("chat", "prompt"),
-}
-
 Problem = tuple[tuple[str | int, ...], str]
 
 
 def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
+    from posttrain.stages import STAGES
+
     problems: list[Problem] = []
     datasets = document.get("datasets") or {}
     datasets = datasets if isinstance(datasets, dict) else {}
@@ -34,46 +28,43 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
         if not isinstance(stage, dict):
             continue
         name = stage.get("name")
+        kind_name = stage.get("type")
+        stage_type = STAGES.get(kind_name) if isinstance(kind_name, str) else None
         if name in seen:
             problems.append((("stages", index, "name"), f"duplicate stage name {name!r}"))
         if name == "base":
             problems.append((("stages", index, "name"), "'base' is reserved for the base model"))
 
         after = stage.get("after")
-        if after is not None and after != "base" and after not in seen:
+        if isinstance(after, str) and after != "base" and after not in seen:
             later = [s.get("name") for s in stages[index + 1 :] if isinstance(s, dict)]
             hint = "it comes later; stages run in list order" if after in later else f"known: {seen or 'none'}"
             problems.append((("stages", index, "after"), f"no earlier stage named {after!r} ({hint})"))
 
         data = stage.get("data")
-        if data is not None:
+        if isinstance(data, str):  # another type is the schema's to report
             if data not in datasets:
                 problems.append(
                     (("stages", index, "data"), f"no dataset named {data!r} (declared: {list(datasets) or 'none'})")
                 )
             else:
                 kind = (datasets[data] or {}).get("kind", "chat") if isinstance(datasets[data], dict) else None
-                wanted = STAGE_DATA_KINDS.get(stage.get("type"))
-                hint = ""
-                if stage.get("type") == "dpo" and stage.get("on_policy"):
-                    wanted = ("prompt",)  # pairs are sampled from prompts
-                if stage.get("type") == "distill" and not stage.get("sequence_kd") and stage.get("lmbda", 0) != 1:
-                    wanted = ("chat",)  # prompts alone have no answers: the teacher or the student must write them
-                    hint = " (for prompts, set `sequence_kd: true` or `lmbda: 1`)"
+                wanted, hint = stage_type.accepted_kinds(stage) if stage_type else ((), "")
                 if kind and wanted and kind not in wanted:
                     problems.append(
                         (
                             ("stages", index, "data"),
-                            f"a {stage.get('type')} stage trains on {' or '.join(wanted)} data; "
+                            f"a {kind_name} stage trains on {' or '.join(wanted)} data; "
                             f"dataset {data!r} is kind {kind!r}{hint}",
                         )
                     )
-        teacher = stage.get("teacher")
-        if stage.get("type") == "distill" and isinstance(teacher, str) and teacher != "base" and teacher not in seen:
-            later = [s.get("name") for s in stages[index + 1 :] if isinstance(s, dict)]
-            problem = _teacher_problem(teacher, later, base_dir)
-            if problem:
-                problems.append((("stages", index, "teacher"), problem))
+        for key in stage_type.model_inputs if stage_type else ():
+            ref = stage.get(key)
+            if isinstance(ref, str) and ref != "base" and ref not in seen:
+                later = [s.get("name") for s in stages[index + 1 :] if isinstance(s, dict)]
+                problem = _model_input_problem(key, ref, later, base_dir)
+                if problem:
+                    problems.append((("stages", index, key), problem))
         if isinstance(name, str):
             seen.append(name)
 
@@ -96,17 +87,17 @@ def _check_source_files(datasets: dict[str, Any], base_dir: Path) -> list[Proble
     return problems
 
 
-def _teacher_problem(teacher: str, later: list[Any], base_dir: Path) -> str | None:
-    """A distill teacher that is no earlier stage must be a model reference that resolves (typos caught here)."""
-    if teacher in later:
-        return f"teacher {teacher!r} is a later stage; stages run in list order"
+def _model_input_problem(key: str, ref: str, later: list[Any], base_dir: Path) -> str | None:
+    """A model input (a distill teacher) that is no earlier stage must be a model reference that resolves."""
+    if ref in later:
+        return f"{key} {ref!r} is a later stage; stages run in list order"
     from posttrain.errors import UserError
     from posttrain.models.resolve import resolve_model
 
     try:
-        resolve_model(teacher, base_dir=base_dir, convert=False)
+        resolve_model(ref, base_dir=base_dir, convert=False)
     except UserError as exc:
-        return f"teacher {teacher!r} is no earlier stage, and not a model: {exc}"
+        return f"{key} {ref!r} is no earlier stage, and not a model: {exc}"
     return None
 
 

@@ -1,21 +1,41 @@
-"""Stage implementations: one module per stage type, each exposing `run(ctx, spec) -> StageResult`."""
+"""The stage registry: every module in this package that declares `STAGE = StageType(...)`.
+
+Adding a stage type is adding one module here; the recipe schema, its checks,
+the plan and the runner read the type from `STAGES`. Stage modules import
+their trainer libraries inside `run`, so collecting the declarations is cheap.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
+import pkgutil
 
-from posttrain.stages import distill, dpo, grpo, sft
-from posttrain.stages.context import StageContext, StageResult
+from posttrain.stagekit import StageType
 
-StageFn = Callable[[StageContext, Any], StageResult]
 
-STAGES: dict[str, StageFn] = {
-    "sft": sft.run,
-    "dpo": dpo.run,
-    "grpo": grpo.run,
-    "distill": distill.run,
-}
-"""Stage type → implementation. The recipe schema's STAGE_TYPES has the same keys (a test checks)."""
+def _declared_in_this_package() -> dict[str, StageType]:
+    found: dict[str, StageType] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        declaration = getattr(module, "STAGE", None)
+        if isinstance(declaration, StageType):
+            found[declaration.name] = declaration
+    return found
 
-__all__ = ["STAGES", "StageContext", "StageResult"]
+
+STAGES: dict[str, StageType] = _declared_in_this_package()
+"""Stage type name → its declaration."""
+
+
+def register(stage_type: StageType) -> None:
+    """Add a stage type declared outside this package (a plug-in, or a test's toy stage)."""
+    if stage_type.name in STAGES and STAGES[stage_type.name] is not stage_type:
+        raise ValueError(f"stage type {stage_type.name!r} is already registered")
+    STAGES[stage_type.name] = stage_type
+
+
+def unregister(name: str) -> None:
+    STAGES.pop(name, None)
+
+
+__all__ = ["STAGES", "StageType", "register", "unregister"]

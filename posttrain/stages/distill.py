@@ -12,28 +12,86 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from datasets import Dataset
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from data_prep import read_rows
-from posttrain.distill.benchmark import count_params, tokens_per_second
-from posttrain.distill.data import prompt_of, teacher_answers, with_answer
-from posttrain.distill.models import Teacher, build_student, load_teacher
-from posttrain.distill.trainer import DistillTrainer, GKDConfig
-from posttrain.recipe.schema import DistillStage
-from posttrain.stages.context import StageContext, StageResult
-from posttrain.training.arguments import common_arguments
-from posttrain.training.outputs import train_and_save
+from posttrain.stagekit import DistillFacts, StageContext, StageResult, StageType
+from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.specs import StageCommon, Strict
+
+
+class StudentSpec(Strict):
+    model: str | None = Field(
+        None, description="A smaller model sharing the teacher's tokenizer (alias, hub id or path)."
+    )
+    init: Literal["prune"] | None = Field(
+        None, description="prune: build the student from the teacher by keeping a subset of its layers."
+    )
+    keep_layers: list[int] | None = Field(None, description="Teacher layer indices the pruned student keeps.")
+    keep_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="Or: keep this fraction of layers, spread evenly (first and last kept)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentSpec:
+        if (self.model is None) == (self.init is None):
+            raise ValueError("give exactly one of `model` (a smaller model) or `init: prune`")
+        if self.init == "prune" and (self.keep_layers is None) == (self.keep_fraction is None):
+            raise ValueError("`init: prune` needs exactly one of keep_layers or keep_fraction")
+        return self
+
+
+class DistillStage(StageCommon):
+    type: Literal["distill"]
+    teacher: str | None = Field(
+        None, description="Teacher: a stage name, `base`, or a model reference; default this stage's input."
+    )
+    student: StudentSpec = Field(description="The student model, or how to make it from the teacher.")
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "forward_kl",
+        description="Token-level divergence: forward_kl = KL(teacher‖student), reverse_kl = KL(student‖teacher), "
+        "jsd = generalized JSD with `beta`.",
+    )
+    beta: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="jsd only: weight of the teacher in the mixture (0.5 symmetric; 0 means forward KL, 1 reverse KL).",
+    )
+    lmbda: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of batches on student-generated text (GKD).")
+    temperature: PositiveFloat = Field(
+        1.0, description="Softmax temperature of both distributions (and of on-policy sampling); the loss is scaled by T²."
+    )
+    ce_weight: float = Field(0.0, ge=0.0, description="Weight of the plain cross-entropy on the data's answers.")
+    sequence_kd: bool = Field(
+        False, description="Sequence-level KD: the teacher writes the answers (greedy) the student trains on."
+    )
+    max_new_tokens: PositiveInt = Field(96, description="Longest generation (sequence KD, on-policy batches).")
+    full_finetune: bool = Field(True, description="Train all student weights (the student starts a new lineage).")
+
+    @field_validator("full_finetune")
+    @classmethod
+    def _full(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("a distilled student trains all its weights; LoRA distillation is not supported")
+        return value
 
 
 def run(ctx: StageContext, spec: DistillStage) -> StageResult:
+    from datasets import Dataset
+
+    from data_prep import read_rows
+    from posttrain.distill.models import build_student, load_teacher
+    from posttrain.distill.trainer import DistillTrainer, GKDConfig
+    from posttrain.training.arguments import common_arguments
+    from posttrain.training.outputs import train_and_save
+
     rows = read_rows(ctx.dataset(spec.data).train_path)
 
-    teacher = load_teacher(ctx, spec)
-    metrics: dict[str, Any] = {"teacher": teacher.label, **_teacher_reference(ctx, spec, teacher)}
-    student, facts = build_student(ctx, spec, teacher.model)
-    metrics.update(facts)
+    teacher = load_teacher(ctx, spec.teacher or ctx.input_name)
+    teacher_scores = _outside_teacher_scores(ctx, spec, teacher)
+    student, student_facts = build_student(ctx, spec.student, teacher.model)
+    metrics: dict[str, Any] = {"teacher": teacher.label, **student_facts}
 
     examples = _examples(ctx, spec, rows, teacher.model)
     config = GKDConfig(
@@ -58,36 +116,37 @@ def run(ctx: StageContext, spec: DistillStage) -> StageResult:
     result = train_and_save(ctx, trainer, full_finetune=True)
 
     with ctx.console.status("Measuring tokens/s of teacher and student..."):
-        metrics.update(_compare(teacher.model, result.model, ctx.tokenizer))
+        facts = _compare(teacher, result.model, ctx.tokenizer, teacher_scores)
     ctx.console.print(
-        f"distill: teacher {metrics['teacher_params'] / 1e6:.1f}M params, {metrics['teacher_tokens_per_s']:.0f} tok/s"
-        f" → student {metrics['student_params'] / 1e6:.1f}M, {metrics['student_tokens_per_s']:.0f} tok/s"
+        f"distill: teacher {facts.teacher_params / 1e6:.1f}M params, {facts.teacher_tokens_per_s:.0f} tok/s"
+        f" → student {facts.student_params / 1e6:.1f}M, {facts.student_tokens_per_s:.0f} tok/s"
     )
     del trainer, teacher
     gc.collect()
     result.metrics.update(metrics)
+    result.facts["distill"] = facts
     return result
 
 
-def _teacher_reference(ctx: StageContext, spec: DistillStage, teacher: Teacher) -> dict[str, Any]:
-    """How the leaderboard finds the teacher's scores: its stage, or scores measured here for an outside model."""
-    if teacher.stage is not None:
-        return {"teacher_stage": teacher.stage}
-    if not spec.evaluate:
-        return {}
-    from posttrain.evaluation.runner import evaluate_model, headline
+def _outside_teacher_scores(ctx: StageContext, spec: DistillStage, teacher: Any) -> dict[str, float] | None:
+    """A teacher that is no pipeline stage has no leaderboard row: score it here, for the retention ratio."""
+    if teacher.stage is not None or not spec.evaluate:
+        return None
+    from posttrain.evaluation.harness import evaluate_model, headline
 
-    eval_spec = ctx.recipe.eval
+    eval_spec = ctx.eval_spec
     ctx.console.print(f"[bold]eval[/] teacher {teacher.label}: {', '.join(eval_spec.tasks)} (limit {eval_spec.limit})")
     results = evaluate_model(
         teacher.model, ctx.tokenizer, tasks=eval_spec.tasks, limit=eval_spec.limit,
-        batch_size=eval_spec.batch_size, seed=ctx.recipe.seed,
+        batch_size=eval_spec.batch_size, seed=ctx.seed,
     )
-    return {"teacher_scores": headline(results)}
+    return headline(results)
 
 
 def _examples(ctx: StageContext, spec: DistillStage, rows: list[dict[str, Any]], teacher: Any) -> list[dict[str, Any]]:
     """Chat rows as they are; with sequence KD, every prompt answered by the teacher (once, greedy, cached)."""
+    from posttrain.distill.data import prompt_of, teacher_answers, with_answer
+
     if not spec.sequence_kd:
         # Prompt rows only reach here with lmbda = 1 (the recipe check sees to it): every batch is the
         # student's own sample, the empty answer is never trained on.
@@ -106,15 +165,29 @@ def _examples(ctx: StageContext, spec: DistillStage, rows: list[dict[str, Any]],
     return examples
 
 
-def _compare(teacher: Any, student: Any, tokenizer: Any) -> dict[str, Any]:
-    teacher_params, student_params = count_params(teacher), count_params(student)
-    speed = tokens_per_second({"teacher": teacher, "student": student}, tokenizer)
-    teacher_speed, student_speed = speed["teacher"], speed["student"]
-    return {
-        "teacher_params": teacher_params,
-        "student_params": student_params,
-        "param_ratio": round(student_params / teacher_params, 4),
-        "teacher_tokens_per_s": round(teacher_speed, 1),
-        "student_tokens_per_s": round(student_speed, 1),
-        "speedup": round(student_speed / teacher_speed, 3),
-    }
+def _compare(teacher: Any, student: Any, tokenizer: Any, teacher_scores: dict[str, float] | None) -> DistillFacts:
+    from posttrain.distill.benchmark import count_params, tokens_per_second
+
+    speed = tokens_per_second({"teacher": teacher.model, "student": student}, tokenizer)
+    return DistillFacts(
+        teacher=teacher.label,
+        teacher_params=count_params(teacher.model),
+        student_params=count_params(student),
+        teacher_tokens_per_s=round(speed["teacher"], 1),
+        student_tokens_per_s=round(speed["student"], 1),
+        teacher_stage=teacher.stage,
+        teacher_scores=teacher_scores,
+    )
+
+
+def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
+    if raw.get("sequence_kd") or raw.get("lmbda", 0) == 1:
+        return ("chat", "prompt"), ""
+    # Prompts alone have no answers: the teacher or the student must write them.
+    return ("chat",), " (for prompts, set `sequence_kd: true` or `lmbda: 1`)"
+
+
+STAGE = StageType(
+    name="distill", spec=DistillStage, run=run, data_kinds=("chat", "prompt"), data_kinds_for=_data_kinds,
+    model_inputs=("teacher",),
+)

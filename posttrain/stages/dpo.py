@@ -12,28 +12,54 @@ written to pairs.jsonl, which a resumed run of the same stage reuses.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
-import torch
-from datasets import Dataset
-from trl import DPOConfig, DPOTrainer
+from pydantic import Field, PositiveFloat, field_validator
 
-from data_prep import read_rows
-from data_prep.rows import write_jsonl
 from posttrain.errors import UserError
-from posttrain.recipe.schema import DPOStage, OnPolicyPairs
-from posttrain.stages.context import StageContext, StageResult
-from posttrain.training.arguments import common_arguments
-from posttrain.training.lora import lora_config
-from posttrain.training.outputs import train_and_save
-from posttrain.training.pairs import PairCounts, build_pairs, sample_completions
-from posttrain.training.scoring import check_columns, load_rewards
+from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.specs import OnPolicyPairs, StageCommon
+
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft",
+)  # fmt: skip
+
+
+class DPOStage(StageCommon):
+    type: Literal["dpo"]
+    beta: PositiveFloat = Field(0.1, description="Strength of the KL pull toward the reference (input) model.")
+    loss_type: str | list[str] = Field("sigmoid", description="TRL DPO loss type(s), passed through.")
+    loss_weights: list[float] | None = Field(None, description="Weights when several loss types are combined.")
+    on_policy: OnPolicyPairs | None = Field(
+        None,
+        description="Build pairs from a prompt dataset: sample from the input model, keep best vs worst "
+        "by reward (ties skipped). Without it, `data` must be preference pairs.",
+    )
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known_loss(cls, value: str | list[str]) -> str | list[str]:
+        unknown = [v for v in ([value] if isinstance(value, str) else value) if v not in DPO_LOSS_TYPES]
+        if unknown:
+            raise ValueError(f"unknown DPO loss_type {unknown}; known: {', '.join(DPO_LOSS_TYPES)}")
+        return value
 
 
 def run(ctx: StageContext, spec: DPOStage) -> StageResult:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from data_prep import read_rows
+    from posttrain.training.arguments import common_arguments
+    from posttrain.training.lora import lora_config
+    from posttrain.training.outputs import train_and_save
+
     model = ctx.load_input_model()
-    counts: PairCounts | None = None
+    counts = None
     if spec.on_policy is None:
         rows = read_rows(ctx.dataset(spec.data).train_path)
     else:
@@ -64,12 +90,19 @@ def run(ctx: StageContext, spec: DPOStage) -> StageResult:
 
 def on_policy_pairs(
     ctx: StageContext, data: str, spec: OnPolicyPairs, model: Any
-) -> tuple[list[dict[str, Any]], PairCounts]:
+) -> tuple[list[dict[str, Any]], Any]:
     """Preference rows sampled from `model` on the prompts of `data`, or those of an earlier try.
 
     The stage folder is wiped whenever the stage's fingerprint changes, so a
     pairs file found there was made from the same model, prompts and settings.
     """
+    import torch
+
+    from data_prep import read_rows
+    from data_prep.rows import write_jsonl
+    from posttrain.training.pairs import PairCounts, build_pairs, sample_completions
+    from posttrain.training.scoring import check_columns, load_rewards
+
     pairs_path, counts_path = ctx.stage_dir / "pairs.jsonl", ctx.stage_dir / "pairs.json"
     if pairs_path.exists() and counts_path.exists():
         counts = PairCounts(**json.loads(counts_path.read_text()))
@@ -84,7 +117,7 @@ def on_policy_pairs(
     with ctx.console.status(f"sampling {spec.samples} completions for each of {len(prompts)} prompts..."):
         samples = sample_completions(
             model, ctx.tokenizer, [row["prompt"] for row in prompts], samples=spec.samples,
-            max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=ctx.recipe.seed,
+            max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=ctx.seed,
         )
     pairs, counts = build_pairs(prompts, samples, rewards)
     ctx.console.print(
@@ -112,3 +145,11 @@ def preference_example(row: dict[str, Any]) -> dict[str, Any]:
         "chosen": [{"role": "assistant", "content": row["chosen"]}],
         "rejected": [{"role": "assistant", "content": row["rejected"]}],
     }
+
+
+def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
+    # With on_policy the pairs are sampled from a prompt dataset.
+    return (("prompt",), "") if raw.get("on_policy") else (("preference",), "")
+
+
+STAGE = StageType(name="dpo", spec=DPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds)

@@ -10,23 +10,37 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from typing import Any
+from typing import Any, Literal
 
-import torch
-from datasets import Dataset
-from trl import GRPOConfig, GRPOTrainer
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from data_prep import read_rows
 from posttrain.errors import UserError
-from posttrain.recipe.schema import GRPOStage
-from posttrain.stages.context import StageContext, StageResult
-from posttrain.training.arguments import common_arguments
-from posttrain.training.lora import lora_config
-from posttrain.training.outputs import train_and_save
-from posttrain.training.scoring import check_columns, load_rewards
+from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit.specs import RewardSpec, StageCommon
+
+
+class GRPOStage(StageCommon):
+    type: Literal["grpo"]
+    rewards: list[RewardSpec] = Field(min_length=1, description="Reward functions and their weights.")
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (the GRPO group).")
+    max_completion_length: PositiveInt = Field(64, description="Longest generated completion, in tokens.")
+    beta: float = Field(0.0, ge=0.0, description="KL coefficient toward the input model (0: no reference).")
+    loss_type: str | None = Field(None, description="TRL GRPO loss type (grpo, dr_grpo, dapo, bnpo, ...).")
+    temperature: PositiveFloat = Field(1.0, description="Sampling temperature during training.")
+    use_vllm: bool | Literal["auto"] = Field(
+        "auto", description="Generate with vLLM (auto: when installed and a GPU is present), else HF generate."
+    )
 
 
 def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
+    from trl import GRPOConfig, GRPOTrainer
+
+    from data_prep import read_rows
+    from posttrain.training.arguments import common_arguments
+    from posttrain.training.lora import lora_config
+    from posttrain.training.outputs import train_and_save
+    from posttrain.training.scoring import check_columns, load_rewards
+
     rows = read_rows(ctx.dataset(spec.data).train_path)
     if not rows:
         raise UserError(f"dataset {spec.data!r} has no rows left after curation; GRPO needs prompts")
@@ -95,6 +109,8 @@ def batch_layout(batch_size: int, grad_accum: int, num_generations: int) -> tupl
 
 def wants_vllm(setting: bool | str) -> bool:
     """`auto`: vLLM only where it can run (installed, and a GPU); else HF generate."""
+    import torch
+
     if setting == "auto":
         return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
     if setting and importlib.util.find_spec("vllm") is None:
@@ -102,12 +118,17 @@ def wants_vllm(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def prompt_dataset(rows: list[dict[str, Any]]) -> Dataset:
+def prompt_dataset(rows: list[dict[str, Any]]) -> Any:
     """A Dataset of prompt rows; every column present on every row (None where a row lacks it).
 
     `Dataset.from_list` takes its columns from the first row only, so a
     mixed file (math rows with `answer`, instruction rows with `constraints`)
     would silently lose a column without this.
     """
+    from datasets import Dataset
+
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return Dataset.from_list([{k: row.get(k) for k in keys} for row in rows])
+
+
+STAGE = StageType(name="grpo", spec=GRPOStage, run=run, data_kinds=("prompt",))

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from datasets import Dataset
-from trl import SFTConfig, SFTTrainer
+from pydantic import Field
 
-from data_prep import read_rows
-from posttrain.recipe.schema import SFTStage
-from posttrain.stages.context import StageContext, StageResult
-from posttrain.training.arguments import common_arguments
-from posttrain.training.lora import lora_config
-from posttrain.training.outputs import train_and_save
+from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit.specs import StageCommon
+
+
+class SFTStage(StageCommon):
+    type: Literal["sft"]
+    packing: bool = Field(False, description="Pack several examples into each max_length sequence.")
+    loss_on: Literal["completion", "all"] = Field(
+        "completion", description="Train on the last assistant turn only, or on every token."
+    )
 
 
 def run(ctx: StageContext, spec: SFTStage) -> StageResult:
+    # Trainer libraries load here, not at import: validating a recipe must not pay for them.
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from data_prep import read_rows
+    from posttrain.training.arguments import common_arguments
+    from posttrain.training.lora import lora_config
+    from posttrain.training.outputs import train_and_save
+
     rows = read_rows(ctx.dataset(spec.data).train_path)
     train_dataset = Dataset.from_list([sft_example(row["messages"], spec.loss_on) for row in rows])
 
@@ -45,3 +57,6 @@ def sft_example(messages: list[dict[str, str]], loss_on: str) -> dict[str, Any]:
     if loss_on == "completion":
         return {"prompt": messages[:-1], "completion": messages[-1:]}
     return {"messages": messages}
+
+
+STAGE = StageType(name="sft", spec=SFTStage, run=run, data_kinds=("chat",))

@@ -6,13 +6,13 @@ from typing import Any
 
 import torch
 
-from posttrain.recipe.schema import TrainSpec
-from posttrain.stages.context import StageContext
+from posttrain.stagekit import StageContext
+from posttrain.stagekit.specs import TrainSpec
 
 
 def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
     """Keyword arguments for any TRL `*Config` (they all extend TrainingArguments)."""
-    dtype = ctx.recipe.model.dtype
+    dtype = ctx.model_spec.dtype
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and (dtype == "bfloat16" or (dtype == "auto" and torch.cuda.is_bf16_supported()))
     return {
@@ -35,8 +35,8 @@ def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
         "save_steps": train.save_steps,
         "save_total_limit": 2,
         "optim": train.optim,
-        "seed": ctx.recipe.seed,
-        "data_seed": ctx.recipe.seed,
+        "seed": ctx.seed,
+        "data_seed": ctx.seed,
         "bf16": bf16,
         "fp16": on_gpu and dtype == "float16",
         "report_to": "none",

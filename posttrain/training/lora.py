@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peft import LoraConfig
 
-from posttrain.recipe.schema import LoraSpec
+from posttrain.stagekit.specs import LoraSpec
 
 
 def lora_config(spec: LoraSpec) -> LoraConfig:

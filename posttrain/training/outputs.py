@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from posttrain.errors import TrainingError
-from posttrain.stages.context import StageContext, StageResult
+from posttrain.stagekit import StageContext, StageResult
 from posttrain.training.callbacks import NonFiniteLossGuard
 
 

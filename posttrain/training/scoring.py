@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.recipe.schema import RewardSpec
+from posttrain.stagekit.specs import RewardSpec
 
 # What TRL passes to every reward besides the dataset's columns.
 TRAINER_KWARGS = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"})

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from types import SimpleNamespace
-
 import pytest
 
-from posttrain.evaluation.leaderboard import StageScores, compute_cells, markdown_table
-from posttrain.pipeline.leaderboard import distill_summary, stage_rows
+from posttrain.leaderboard.render import distill_markdown, distill_rows, markdown_table
+from posttrain.leaderboard.table import StageScores, compute_cells
+from posttrain.stagekit.facts import DistillFacts, facts_from_json, facts_to_json
 
+FROM_SFT = DistillFacts(
+    teacher="sft", teacher_stage="sft", teacher_params=134_515_008, student_params=81_419_328,
+    teacher_tokens_per_s=100.0, student_tokens_per_s=180.0,
+)
+OUTSIDE = DistillFacts(
+    teacher="org/big", teacher_params=200, student_params=100, teacher_tokens_per_s=50.0,
+    student_tokens_per_s=75.0, teacher_scores={"pt_arith": 0.40},
+)
 ROWS = [
     StageScores("base", {"pt_arith": 0.20, "pt_arith_mc": 0.50}),
     StageScores("sft", {"pt_arith": 0.40, "pt_arith_mc": 0.60}),
-    StageScores("distill", {"pt_arith": 0.30, "pt_arith_mc": 0.45}, {"input": "sft", "teacher": "sft"}),
-    StageScores("outside", {"pt_arith": 0.10}, {"input": "base", "teacher_scores": {"pt_arith": 0.40}}),
+    StageScores("distill", {"pt_arith": 0.30, "pt_arith_mc": 0.45}, input="sft", distill=FROM_SFT),
+    StageScores("outside", {"pt_arith": 0.10}, input="base", distill=OUTSIDE),
 ]
 
 
@@ -28,17 +34,15 @@ def test_retention_is_student_over_teacher_per_task() -> None:
     assert "0.300<br>+0.100 vs base<br>-0.100 vs input<br>retention 0.75" in markdown_table(ROWS)
 
 
-def test_distill_summary_reads_the_stage_metrics() -> None:
-    metrics = {
-        "teacher": "sft", "teacher_stage": "sft", "teacher_params": 134_515_008, "student_params": 81_419_328,
-        "param_ratio": 0.6053, "teacher_tokens_per_s": 100.0, "student_tokens_per_s": 180.0, "speedup": 1.8,
-    }
-    stage = lambda name, scores, m: SimpleNamespace(name=name, scores=scores, input="sft", metrics=m)  # noqa: E731
-    report = SimpleNamespace(
-        run_dir=Path("."), base=SimpleNamespace(scores={"pt_arith": 0.2}),
-        stages=[stage("sft", {"pt_arith": 0.4}, {}), stage("distill", {"pt_arith": 0.3}, metrics)],
-    )
-    assert stage_rows(report)[2].extra == {"input": "sft", "teacher": "sft"}
-    assert distill_summary(report) == [
+def test_distill_summary_reads_the_typed_facts() -> None:
+    assert distill_rows(ROWS) == [
         ("distill", "sft", "134.5M → 81.4M (×0.61)", "100 → 180 (×1.80)", "0.75"),
+        ("outside", "org/big", "0.0M → 0.0M (×0.50)", "50 → 75 (×1.50)", "0.25"),
     ]
+    assert distill_markdown(ROWS).startswith("## distillation")
+    assert distill_markdown(ROWS[:2]) == ""
+
+
+def test_facts_survive_stage_json() -> None:
+    facts = {"distill": FROM_SFT}
+    assert facts_from_json(facts_to_json(facts)) == facts

@@ -14,7 +14,7 @@ from posttrain.distill.models import build_student, load_teacher
 from posttrain.errors import UserError
 from posttrain.models.lineage import Lineage
 from posttrain.recipe.loader import load_recipe
-from posttrain.stages.context import StageContext
+from posttrain.stagekit import StageContext
 
 RECIPE = """\
 name: r
@@ -31,7 +31,7 @@ def context(tmp_path: Path, base: Path, teacher: str, student: str) -> tuple[Sta
     path.write_text(RECIPE.format(base=base, teacher=teacher, student=student))
     loaded = load_recipe(path)
     ctx = StageContext(
-        recipe=loaded.recipe, stage_dir=tmp_path / "d", input=Lineage(str(base)), tokenizer=AutoTokenizer.from_pretrained(base),
+        model_spec=loaded.recipe.model, eval_spec=loaded.recipe.eval, seed=loaded.recipe.seed, stage_dir=tmp_path / "d", input=Lineage(str(base)), tokenizer=AutoTokenizer.from_pretrained(base),
         datasets={}, console=Console(quiet=True), base_dir=tmp_path, earlier={"base": Lineage(str(base))},
     )
     return ctx, loaded.recipe.stages[0]
@@ -50,12 +50,12 @@ def test_a_smaller_student_with_padded_vocab_shares_the_teachers_logits(
     save(tmp_path / "teacher", tiny_llama(n + 32, layers=4), tiny_tokenizer)  # padded like a big sibling
     save(tmp_path / "student", tiny_llama(n + 8, layers=1, seed=1), tiny_tokenizer)
     ctx, spec = context(tmp_path, tiny_model_dir, teacher="teacher", student="{model: student}")
-    teacher = load_teacher(ctx, spec)
+    teacher = load_teacher(ctx, spec.teacher)
     assert teacher.stage is None and teacher.label == "teacher"  # a model reference, resolved against the recipe dir
     ids = torch.randint(3, n, (1, 6))
     with torch.no_grad():
         full = teacher.model(input_ids=ids).logits
-    student, facts = build_student(ctx, spec, teacher.model)
+    student, facts = build_student(ctx, spec.student, teacher.model)
     assert facts["student"] == "student"
     assert teacher.model.config.vocab_size == student.config.vocab_size == n + 8
     with torch.no_grad():
@@ -67,15 +67,15 @@ def test_a_student_with_another_tokenizer_is_refused(tmp_path: Path, tiny_model_
     other.add_tokens(["<tool_call>", "</tool_call>"])
     save(tmp_path / "student", tiny_llama(len(other), layers=1), other)
     ctx, spec = context(tmp_path, tiny_model_dir, teacher="base", student="{model: student}")
-    teacher = load_teacher(ctx, spec)
+    teacher = load_teacher(ctx, spec.teacher)
     assert teacher.stage == "base"
     with pytest.raises(UserError, match=rf"student's tokenizer \({len(other)} tokens.*teacher's \({len(tiny_tokenizer)} tokens"):
-        build_student(ctx, spec, teacher.model)
+        build_student(ctx, spec.student, teacher.model)
 
 
 def test_a_pruned_student_is_saved_before_training(tmp_path: Path, tiny_model_dir: Path) -> None:
     ctx, spec = context(tmp_path, tiny_model_dir, teacher="base", student="{init: prune, keep_layers: [1]}")
-    student, facts = build_student(ctx, spec, load_teacher(ctx, spec).model)
+    student, facts = build_student(ctx, spec.student, load_teacher(ctx, spec.teacher).model)
     assert facts["kept_layers"] == [1] and student.config.num_hidden_layers == 1
     assert all(p.requires_grad for p in student.parameters())
     assert (Path(facts["student_init"]) / "config.json").exists()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from posttrain.pipeline.runner import run_recipe
 from posttrain.recipe.loader import load_recipe
-from posttrain.report import print_run_report
+from posttrain.terminal import print_run_report
 
 RECIPE = """\
 name: tiny-distill
@@ -71,10 +71,12 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
 
     stage = json.loads((run_dir / "distill" / "stage.json").read_text())
     assert stage["status"] == "completed"
-    metrics = stage["metrics"]
-    assert metrics["teacher"] == "sft" and metrics["teacher_stage"] == "sft" and metrics["kept_layers"] == [0]
-    assert metrics["student_params"] < metrics["teacher_params"]
-    assert metrics["teacher_tokens_per_s"] > 0 and metrics["student_tokens_per_s"] > 0
+    metrics, facts = stage["metrics"], stage["facts"]["distill"]
+    assert metrics["teacher"] == "sft" and metrics["kept_layers"] == [0]
+    assert facts["teacher_stage"] == "sft" and facts["teacher"] == "sft"
+    assert facts["student_params"] < facts["teacher_params"]
+    assert facts["teacher_tokens_per_s"] > 0 and facts["student_tokens_per_s"] > 0
+    assert distill.facts["distill"].param_ratio < 1
     assert distill.lineage.base == str(run_dir / "distill" / "model") and distill.lineage.adapters == []
     assert distill.chain == ["distill"]
 
@@ -96,9 +98,11 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     # Sequence-level KD: the teacher (sft, not the stage's input) answered the prompts.
     answers = [json.loads(line) for line in (run_dir / "seqkd" / "teacher_answers.jsonl").read_text().splitlines()]
     assert len(answers) == 8 and all(a["messages"][-1]["role"] == "assistant" for a in answers)
-    seq = json.loads((run_dir / "seqkd" / "stage.json").read_text())["metrics"]
-    assert seq["teacher_stage"] == "sft" and seq["kept_layers"] == [0] and seq["student_params"] < seq["teacher_params"]
+    seq = json.loads((run_dir / "seqkd" / "stage.json").read_text())
+    assert seq["facts"]["distill"]["teacher_stage"] == "sft" and seq["metrics"]["kept_layers"] == [0]
+    assert seq["facts"]["distill"]["student_params"] < seq["facts"]["distill"]["teacher_params"]
     assert seqkd.lineage.adapters == [] and not seqkd.scores
 
     again = run_recipe(load_recipe(recipe_path), runs_dir=runs, console=Console(quiet=True))
     assert [s.cached for s in again.stages] == [True, True, True]
+    assert again.stages[1].facts == report.stages[1].facts  # typed facts read back from stage.json

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.errors import RecipeError
-from posttrain.pipeline.plan import downstream, plan_stages, upstream_fingerprint
+from posttrain.pipeline.plan import downstream, stage_graph, upstream_fingerprint
 from posttrain.recipe.loader import load_recipe
 
 RECIPE = """\
@@ -30,14 +30,14 @@ def load(tmp_path: Path, model: Path, teacher: str = "a", student: str = "{init:
 
 
 def test_a_teacher_stage_is_a_dependency(tmp_path: Path, tiny_model_dir: Path) -> None:
-    planned = plan_stages(load(tmp_path, tiny_model_dir).recipe)
+    planned = stage_graph(load(tmp_path, tiny_model_dir).recipe)
     d = planned[2]
-    assert (d.input, d.teacher) == ("b", "a")
+    assert (d.input, d.model_inputs) == ("b", {"teacher": "a"})
     assert "d" in downstream(planned, {"a"})  # changing the teacher reruns the student
     fps = {"base": "0", "a": "1", "b": "2"}
     assert upstream_fingerprint(d, fps) != upstream_fingerprint(d, {**fps, "a": "9"})
     assert upstream_fingerprint(planned[1], fps) == "0"  # stages without a separate teacher: unchanged
-    assert plan_stages(load(tmp_path, tiny_model_dir, teacher="b").recipe)[2].teacher is None  # teacher == input
+    assert stage_graph(load(tmp_path, tiny_model_dir, teacher="b").recipe)[2].model_inputs == {}  # teacher == input
 
 
 def test_teacher_mistakes_are_reported_at_validation(tmp_path: Path, tiny_model_dir: Path) -> None:

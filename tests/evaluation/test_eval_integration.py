@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.evaluation.runner import evaluate_model, headline
+from posttrain.evaluation.harness import evaluate_model, headline
 
 LIMIT = 20
 

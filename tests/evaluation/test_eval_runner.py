@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.evaluation.runner import available_tasks, evaluate_model, headline
+from posttrain.evaluation.harness import available_tasks, evaluate_model, headline
 from posttrain.evaluation.suite import resolve_tasks, task_documents
 
 TASKS = ["pt_arith", "pt_arith_mc", "pt_ifeval"]

@@ -7,20 +7,23 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from posttrain.evaluation.leaderboard import (
-    StageScores,
-    compute_cells,
-    markdown_table,
-    record,
-    rich_table,
-    top,
-)
+from posttrain.leaderboard.render import markdown_table, rich_table
+from posttrain.leaderboard.store import record, top
+from posttrain.leaderboard.table import StageScores, compute_cells
+from posttrain.stagekit.facts import DistillFacts
+
+
+def distilled(teacher_stage: str | None = None, teacher_scores: dict[str, float] | None = None) -> DistillFacts:
+    return DistillFacts(
+        teacher=teacher_stage or "outside/model", teacher_params=100, student_params=50, teacher_tokens_per_s=10.0,
+        student_tokens_per_s=20.0, teacher_stage=teacher_stage, teacher_scores=teacher_scores,
+    )
 
 ROWS = [
     StageScores("base", {"pt_arith": 0.10, "pt_ifeval": 0.50}),
     StageScores("sft", {"pt_arith": 0.40, "pt_ifeval": 0.55}),
     StageScores("dpo", {"pt_arith": 0.35, "pt_ifeval": 0.70}),
-    StageScores("grpo", {"pt_arith": 0.60}, extra={"input": "sft"}),
+    StageScores("grpo", {"pt_arith": 0.60}, input="sft"),
 ]
 
 
@@ -63,9 +66,9 @@ def test_student_retention_against_teacher_row_or_outside_scores() -> None:
     rows = [
         StageScores("base", {"pt_arith": 0.2}),
         StageScores("sft", {"pt_arith": 0.5}),
-        StageScores("distill", {"pt_arith": 0.4}, extra={"input": "base", "teacher": "sft"}),
-        StageScores("distill2", {"pt_arith": 0.3}, extra={"teacher_scores": {"pt_arith": 0.6}}),
-        StageScores("zero", {"pt_arith": 0.3}, extra={"teacher_scores": {"pt_arith": 0.0}}),
+        StageScores("distill", {"pt_arith": 0.4}, input="base", distill=distilled("sft")),
+        StageScores("distill2", {"pt_arith": 0.3}, distill=distilled(teacher_scores={"pt_arith": 0.6})),
+        StageScores("zero", {"pt_arith": 0.3}, distill=distilled(teacher_scores={"pt_arith": 0.0})),
     ]
     cells = compute_cells(rows)
     assert cells[1]["pt_arith"].retention is None

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from posttrain.errors import UserError
-from posttrain.recipe.schema import RewardSpec
+from posttrain.stagekit.specs import RewardSpec
 from posttrain.training.pairs import best_and_worst, build_pairs
 from posttrain.training.scoring import check_columns, load_rewards, none_safe, required_columns
 

@@ -9,14 +9,18 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.models.lineage import Lineage, materialize
-from posttrain.recipe.schema import Recipe
+from posttrain.stagekit.specs import EvalSpec, ModelSpec
 
 
 @dataclass
 class StageContext:
     """Everything a stage may use; stages never reach into the pipeline or each other."""
 
-    recipe: Recipe
+    model_spec: ModelSpec
+    """The recipe's `model:` block: dtype and loading switches for every model the stage loads."""
+    eval_spec: EvalSpec
+    """The recipe's `eval:` block (a distill stage evaluates an outside teacher with it)."""
+    seed: int
     stage_dir: Path
     input: Lineage
     """The model this stage starts from: base plus the merged adapters of earlier stages."""
@@ -48,10 +52,12 @@ class StageContext:
         return self.stage_dir / "model"
 
     def load_input_model(self) -> Any:
+        return self.load(self.input)
+
+    def load(self, lineage: Lineage) -> Any:
+        """A lineage as one model, loaded with the recipe's dtype and trust settings."""
         return materialize(
-            self.input,
-            dtype=self.recipe.model.dtype,
-            trust_remote_code=self.recipe.model.trust_remote_code,
+            lineage, dtype=self.model_spec.dtype, trust_remote_code=self.model_spec.trust_remote_code
         )
 
     def dataset(self, name: str) -> Any:
@@ -70,3 +76,5 @@ class StageResult:
     """The trained model in memory, so it can be evaluated without reloading."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Final training metrics (train_loss, runtime, ...)."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Typed facts about the stage for the leaderboard, by kind (`{"distill": DistillFacts(...)}`)."""

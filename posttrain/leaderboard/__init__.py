@@ -1,0 +1,2 @@
+"""The leaderboard: score tables with deltas (table), their renderings (render), the cross-run SQLite
+board (store)."""

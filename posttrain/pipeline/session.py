@@ -1,0 +1,59 @@
+"""A recipe opened for work: its run directory, its base model resolved and its tokenizer loaded, once.
+
+`run`, `plan` and `data` all start here, so the base model is resolved and the
+tokenizer read in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from posttrain.fingerprint import fingerprint
+from posttrain.models.lineage import Lineage
+from posttrain.models.loading import load_tokenizer
+from posttrain.models.resolve import ResolvedModel, resolve_model
+from posttrain.recipe.loader import LoadedRecipe
+from posttrain.recipe.schema import Recipe
+
+
+@dataclass
+class RunSession:
+    loaded: LoadedRecipe
+    run_dir: Path
+    """Absolute, because lineages store adapter paths and must survive a change of cwd."""
+    base: ResolvedModel
+    tokenizer: Any
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.loaded.recipe
+
+    @property
+    def base_lineage(self) -> Lineage:
+        return Lineage(self.base.path, revision=self.recipe.model.revision)
+
+    @property
+    def base_fingerprint(self) -> str:
+        model = self.recipe.model
+        return fingerprint(self.base.identity, model.dtype, model.revision)
+
+    def eval_texts(self) -> list[str]:
+        """Documents of the whole shipped eval suite: `decontaminate: eval` guards all of them, not only
+        the tasks this recipe runs, since a model trained here may be evaluated on any of them later."""
+        from posttrain.evaluation.suite import task_documents
+
+        return task_documents()
+
+
+def open_session(loaded: LoadedRecipe, *, runs_dir: Path, console: Console | None = None) -> RunSession:
+    """Resolve the base model (the first use of a GGUF dequantizes it) and load its tokenizer."""
+    model = loaded.recipe.model
+    console = console or Console(quiet=True)
+    with console.status("Resolving the base model (first use dequantizes embedded weights)..."):
+        base = resolve_model(model.base, base_dir=loaded.base_dir, prefer_hub=model.prefer_hub)
+    tokenizer = load_tokenizer(base.path, trust_remote_code=model.trust_remote_code, revision=model.revision)
+    return RunSession(loaded, (runs_dir / loaded.recipe.name).resolve(), base, tokenizer)

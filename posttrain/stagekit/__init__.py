@@ -1,0 +1,8 @@
+"""What a stage type is made of, below the stages themselves: spec building blocks, the context a stage
+runs in, what it hands back, and the declaration that registers it (`StageType`)."""
+
+from posttrain.stagekit.context import StageContext, StageResult
+from posttrain.stagekit.declaration import StageType
+from posttrain.stagekit.facts import DistillFacts
+
+__all__ = ["DistillFacts", "StageContext", "StageResult", "StageType"]

@@ -1,0 +1,38 @@
+"""`StageType`: the one declaration a stage module makes about itself.
+
+The recipe schema, the recipe's cross-reference checks, the plan and the
+runner all read stage types from these declarations (collected in
+`posttrain.stages.STAGES`); nothing else lists stage types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from posttrain.stagekit.context import StageContext, StageResult
+from posttrain.stagekit.specs import StageCommon
+
+DataNeed = tuple[tuple[str, ...], str]
+"""(dataset kinds a stage accepts, hint shown when the dataset is of another kind)."""
+
+
+@dataclass(frozen=True)
+class StageType:
+    name: str
+    """The `type:` a recipe writes."""
+    spec: type[StageCommon]
+    """The pydantic model of the stage's YAML block; its `type` field is `Literal[name]`."""
+    run: Callable[[StageContext, Any], StageResult]
+    data_kinds: tuple[str, ...]
+    """Dataset kinds (data_prep's `kind`) the stage trains on."""
+    data_kinds_for: Callable[[Mapping[str, Any]], DataNeed] | None = None
+    """When the accepted kinds depend on the stage's settings: computed from its raw YAML mapping."""
+    model_inputs: tuple[str, ...] = ()
+    """Spec fields that name another model the stage reads besides its input: an earlier stage, `base`
+    or a model reference (a distill `teacher`). An earlier stage named there is a dependency: its
+    fingerprint enters this stage's, and forcing it reruns this stage."""
+
+    def accepted_kinds(self, raw: Mapping[str, Any]) -> DataNeed:
+        return self.data_kinds_for(raw) if self.data_kinds_for else (self.data_kinds, "")
