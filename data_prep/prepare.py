@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cache import dataset_fingerprint, texts_fingerprint, tokenizer_id
+from data_prep.errors import DataPrepError
 from data_prep.formats import RowError, normalize
 from data_prep.mixing import mix, shuffle_and_split
 from data_prep.operators import OpContext, run_step, step_name
@@ -23,7 +24,6 @@ from data_prep.report import length_stats, render_report, write_length_plot, wri
 from data_prep.rows import Row, atomic_writer, write_jsonl
 from data_prep.sources import iter_records
 from data_prep.spec import DatasetSpec
-from posttrain.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def prepare_dataset(
 ) -> PreparedDataset:
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if spec.uses_tokenizer and tokenizer is None:
-        raise DataError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
+        raise DataPrepError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
     fingerprint = dataset_fingerprint(
         spec,
         base_dir=base_dir,
@@ -241,7 +241,7 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
 def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_dir: Path) -> None:
     bad = log.malformed()
     if read == 0:
-        raise DataError(
+        raise DataPrepError(
             f"dataset {name!r}: the sources hold no rows", problems=[s.label for s in spec.sources]
         )
     if bad / read <= spec.max_reject_fraction:
@@ -249,7 +249,7 @@ def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_
     write_jsonl(out_dir / "rejects.jsonl", log.entries)
     reasons = ", ".join(f"{k} {v}" for k, v in log.malformed_reasons().items())
     examples = [f"{e['source']}:{e['line']}: {e['reason']}: {e['detail']}" for e in log.entries[:5]]
-    raise DataError(
+    raise DataPrepError(
         f"dataset {name!r}: {bad} of {read} rows ({bad / read:.0%}) are malformed, over "
         f"max_reject_fraction={spec.max_reject_fraction} ({reasons}); all of them are in "
         f"{out_dir / 'rejects.jsonl'}",

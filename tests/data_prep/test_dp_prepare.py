@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from data_prep import DatasetSpec, dataset_fingerprint, prepare_dataset, read_rows, render_report
-from posttrain.errors import DataError
+from data_prep.errors import DataPrepError
 
 
 def make(tmp_path: Path, write_jsonl, chat, n: int = 20, name: str = "a.jsonl") -> Path:
@@ -114,7 +114,7 @@ def test_token_filter_needs_a_tokenizer_and_uses_it(tmp_path, write_jsonl, chat,
         "t.jsonl", [chat("short", "yes"), chat("a much longer question here", "with a long answer too")]
     )
     spec = spec_for({"path": "t.jsonl"}, curate=[{"filter": {"max_tokens": 6}}])
-    with pytest.raises(DataError, match="tokenizer"):
+    with pytest.raises(DataPrepError, match="tokenizer"):
         prepare_dataset("t", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
     out = prepare_dataset("t", spec, base_dir=tmp_path, out_dir=tmp_path / "out", tokenizer=word_tokenizer)
     assert out.rows == 1 and out.report["lengths"]["unit"] == "tokens"
