@@ -22,6 +22,8 @@ def _conversations(data: dict[str, Any], kind: str) -> list[tuple[list[dict[str,
             ([*p, {"role": "assistant", "content": data["chosen"]}], False),
             ([*p, {"role": "assistant", "content": data["rejected"]}], False),
         ]
+    if kind == "unpaired":
+        return [([*data["prompt"], {"role": "assistant", "content": data["completion"]}], False)]
     return [(data["prompt"], True)]
 
 

@@ -72,7 +72,7 @@ def test_preference_shapes():
         normalize(
             {"chosen": [m(U, "q"), m(A, "g")], "rejected": [m(U, "other"), m(A, "b")]}, "auto", "preference"
         )
-    assert e.value.reason == "bad_preference"
+    assert e.value.reason == "no_shared_prompt"
 
 
 def test_prompt_rows_keep_answer_columns():
