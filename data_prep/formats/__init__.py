@@ -54,6 +54,9 @@ DETECTION_ORDER: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
     ("prompt_completion", _has("prompt", "completion")),
     ("prompt", _has("prompt")),
 )
+# Readings never traded for a less specific one: a KTO row's completion may be labelled
+# undesirable, so reading it as prompt/completion chat would train on a bad answer.
+_EXCLUSIVE = {"kto"}
 
 
 def detect_format(record: dict[str, Any], kind: str | None = None) -> str:
@@ -63,7 +66,8 @@ def detect_format(record: dict[str, Any], kind: str | None = None) -> str:
         style = transcript_style(record["text"])
         if style is None:
             raise RowError(
-                "unrecognized_format", "column 'text' holds no ChatML, Llama-3 or Human:/Assistant: turn markers"
+                "unrecognized_format",
+                "column 'text' holds no ChatML, Llama-3 or Human:/Assistant: turn markers",
             )
         matches = [style]
     if not matches:
@@ -71,6 +75,8 @@ def detect_format(record: dict[str, Any], kind: str | None = None) -> str:
     if kind is None:
         return matches[0]
     fitting = [fmt for fmt in matches if fmt in COMPATIBLE_FORMATS[kind]]
+    if matches[0] in _EXCLUSIVE:
+        fitting = fitting[:1] if fitting[:1] == matches[:1] else []
     if not fitting:
         raise RowError("wrong_format", f"a {matches[0]} row cannot make a {kind} row")
     return fitting[0]

@@ -123,8 +123,9 @@ def _prompt(shared: Messages, explicit: Messages | None) -> Messages:
             )
         return explicit
     shared = validate_turns(shared, ends_with="user")
-    if explicit is not None and shared[-1]["content"].strip() != explicit[-1]["content"].strip():
-        raise RowError(
-            "prompt_mismatch", "the prompt column differs from the user turn that chosen/rejected answer"
-        )
+    # Datasets disagree on which user turn a `prompt` column repeats (the first, the last);
+    # one that is none of the shared user turns means chosen/rejected answer something else.
+    users = {m["content"].strip() for m in shared if m["role"] == "user"}
+    if explicit is not None and explicit[-1]["content"].strip() not in users:
+        raise RowError("prompt_mismatch", "the prompt column is none of the user turns chosen/rejected share")
     return shared

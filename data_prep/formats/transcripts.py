@@ -61,11 +61,15 @@ def _tagged(text: str, open_tag: str, role_end: str, close_tag: str, style: str)
         role_stop = text.find(role_end, head)
         end = text.find(close_tag, head)
         if role_stop < 0 or end < 0 or role_stop > end:
-            raise RowError("bad_transcript", f"{style} turn {len(messages) + 1} is not closed with {close_tag}")
+            raise RowError(
+                "bad_transcript", f"{style} turn {len(messages) + 1} is not closed with {close_tag}"
+            )
         role = text[head:role_stop].strip()
         content = text[role_stop + len(role_end) : end]
         if open_tag in content:
-            raise RowError("bad_transcript", f"{style} turn {len(messages) + 1} is not closed with {close_tag}")
+            raise RowError(
+                "bad_transcript", f"{style} turn {len(messages) + 1} is not closed with {close_tag}"
+            )
         if role not in ROLES:
             raise RowError("bad_role", f"{style} turn {len(messages) + 1} has role {role!r}")
         messages.append({"role": role, "content": content.strip()})

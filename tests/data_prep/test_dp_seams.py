@@ -63,7 +63,9 @@ def test_data_prep_works_as_a_library_without_posttrain(tmp_path: Path) -> None:
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -79,7 +81,10 @@ def test_a_data_error_exits_2_through_the_cli(tmp_path: Path, tiny_model_dir: Pa
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "posttrain.cli", "data", str(recipe), "--runs-dir", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 2, result.stderr
     assert "3 of 3 rows" in result.stderr and "broken.jsonl:1: invalid_json" in result.stderr
