@@ -100,11 +100,18 @@ def test_detection_and_kind_mismatch():
 
 
 def test_detection_prefers_the_reading_that_fits_the_kind():
-    uf = {"prompt": "q", "chosen": [m(U, "q"), m(A, "g")], "rejected": [m(U, "q"), m(A, "b")], "messages": [m(U, "q"), m(A, "g")]}
+    uf = {
+        "prompt": "q",
+        "chosen": [m(U, "q"), m(A, "g")],
+        "rejected": [m(U, "q"), m(A, "b")],
+        "messages": [m(U, "q"), m(A, "g")],
+    }
     assert detect_format(uf, "preference") == "preference"
     assert detect_format(uf, "chat") == "messages"
     assert detect_format(uf, "unpaired") == "preference"
-    assert detect_format({"prompt": "p", "completion": "c"}, "prompt") == "prompt"  # completion kept as a column
+    assert (
+        detect_format({"prompt": "p", "completion": "c"}, "prompt") == "prompt"
+    )  # completion kept as a column
     assert detect_format({"prompt": "p", "completion": "c", "label": True}) == "kto"
     assert detect_format({"question": "q", "answer": "#### 1"}, "chat") == "gsm8k"
     # A KTO row labelled undesirable must never become an SFT target via its prompt/completion reading.
@@ -115,15 +122,30 @@ def test_detection_prefers_the_reading_that_fits_the_kind():
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        ({"prompt": "q", "chosen": [m(U, "q"), m(A, "same")], "rejected": [m(U, "q"), m(A, "same")]}, "identical_pair"),
-        ({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: a"}, "identical_pair"),
-        ({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: other\n\nAssistant: b"}, "no_shared_prompt"),
+        (
+            {"prompt": "q", "chosen": [m(U, "q"), m(A, "same")], "rejected": [m(U, "q"), m(A, "same")]},
+            "identical_pair",
+        ),
+        (
+            {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: a"},
+            "identical_pair",
+        ),
+        (
+            {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: other\n\nAssistant: b"},
+            "no_shared_prompt",
+        ),
         ({"chosen": "good", "rejected": "bad"}, "no_shared_prompt"),
         (
-            {"chosen": [m(U, "q"), m(A, "x"), m(U, "more"), m(A, "g")], "rejected": [m(U, "q"), m(A, "y"), m(U, "more"), m(A, "b")]},
+            {
+                "chosen": [m(U, "q"), m(A, "x"), m(U, "more"), m(A, "g")],
+                "rejected": [m(U, "q"), m(A, "y"), m(U, "more"), m(A, "b")],
+            },
             "bad_preference",
         ),
-        ({"prompt": "unrelated", "chosen": [m(U, "q"), m(A, "g")], "rejected": [m(U, "q"), m(A, "b")]}, "prompt_mismatch"),
+        (
+            {"prompt": "unrelated", "chosen": [m(U, "q"), m(A, "g")], "rejected": [m(U, "q"), m(A, "b")]},
+            "prompt_mismatch",
+        ),
         ({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant:"}, "empty_turn"),
     ],
 )
@@ -144,3 +166,27 @@ def test_explicit_presets_check_their_own_columns():
     with pytest.raises(RowError) as e:
         normalize({"prompt": "p", "completion": "c", "label": "maybe"}, "kto", "unpaired")
     assert e.value.reason == "bad_label"
+
+
+def test_readme_format_table_matches_detection_order_and_kinds():
+    from pathlib import Path
+    from typing import get_args
+
+    from data_prep.formats import DETECTION_ORDER
+    from data_prep.formats.transcripts import TRANSCRIPT_STYLES
+    from data_prep.spec import COMPATIBLE_FORMATS, SourceFormat
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Dataset formats", 1)[1]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")][1:]  # past the header
+    documented = []
+    for cells in rows:
+        names = [n.strip(" `|") for n in cells[0].split(" / ")]
+        kinds = [k.strip(" |") for k in cells[-1].split(",")]
+        for name in names:
+            documented.append(name)
+            assert kinds == [
+                k for k in ("chat", "preference", "prompt", "unpaired") if name in COMPATIBLE_FORMATS[k]
+            ], name
+    assert documented == [f for f, _ in DETECTION_ORDER] + list(TRANSCRIPT_STYLES)
+    assert set(documented) == set(get_args(SourceFormat)) - {"auto"}
