@@ -25,6 +25,7 @@ from data_prep.formats.turns import (
 
 
 def is_hh_transcript(value: Any) -> bool:
+    """A text written as HH-RLHF `Human:`/`Assistant:` turns."""
     return isinstance(value, str) and transcript_style(value) == "human_assistant"
 
 

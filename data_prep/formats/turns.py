@@ -46,6 +46,7 @@ def text(value: Any, what: str) -> str:
 
 
 def field(record: dict[str, Any], key: str) -> Any:
+    """The record's column `key`, or a `missing_field` RowError."""
     if key not in record:
         raise RowError("missing_field", f"missing column {key!r}")
     return record[key]
