@@ -19,7 +19,7 @@ from data_prep.sources import resolve_path
 from data_prep.spec import DatasetSpec, DecontaminateStep
 
 # Bump when curation logic changes what a given spec produces.
-CURATION_VERSION = "1"
+CURATION_VERSION = "2"  # 2: public dataset layouts, implicit-prompt pairs, unpaired kind
 _HASH_CONTENT_UP_TO = 2 << 30
 _BLOCK = 1 << 22
 

@@ -57,13 +57,13 @@ def shuffle_and_split(
         rng.shuffle(rows)
     if eval_split <= 0 or len(rows) < 2:
         return rows, []
-    # Hold out distinct rows, with all their repeats (weight > 1), so no
-    # eval row is also trained on.
-    distinct = list({id(r): r for r in rows}.values())
-    n_eval = min(len(distinct) - 1, max(1, round(len(distinct) * eval_split)))
+    # Hold out whole records, with all their repeats (weight > 1) and both rows of a
+    # pair split for `unpaired`, so no eval prompt is also trained on.
+    records = list(dict.fromkeys((r.src_index, r.line) for r in rows))
+    n_eval = min(len(records) - 1, max(1, round(len(records) * eval_split)))
     if n_eval <= 0:
         return rows, []
-    held = {id(r) for r in rng.sample(distinct, n_eval)}
-    train = [r for r in rows if id(r) not in held]
-    evals = [r for r in rows if id(r) in held]
+    held = set(rng.sample(records, n_eval))
+    train = [r for r in rows if (r.src_index, r.line) not in held]
+    evals = [r for r in rows if (r.src_index, r.line) in held]
     return train, evals

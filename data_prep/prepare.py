@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_prep.cache import dataset_fingerprint, texts_fingerprint, tokenizer_id
-from data_prep.formats import RowError, normalize
+from data_prep.errors import DataPrepError
+from data_prep.formats import RowError, read_record
 from data_prep.mixing import mix, shuffle_and_split
 from data_prep.operators import OpContext, run_step, step_name
 from data_prep.rejects import RejectLog
@@ -23,7 +25,6 @@ from data_prep.report import length_stats, render_report, write_length_plot, wri
 from data_prep.rows import Row, atomic_writer, write_jsonl
 from data_prep.sources import iter_records
 from data_prep.spec import DatasetSpec
-from posttrain.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def prepare_dataset(
 ) -> PreparedDataset:
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if spec.uses_tokenizer and tokenizer is None:
-        raise DataError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
+        raise DataPrepError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
     fingerprint = dataset_fingerprint(
         spec,
         base_dir=base_dir,
@@ -71,6 +72,7 @@ def prepare_dataset(
     log = RejectLog()
     rows, source_stats = _load(spec, base_dir, log)
     read = sum(s["read"] for s in source_stats)
+    split = sum(s["split"] for s in source_stats)
     _check_rejects(name, spec, log, read, out_dir)
 
     ctx = OpContext(kind=spec.kind, base_dir=base_dir, tokenizer=tokenizer, eval_texts=eval_texts, seed=seed)
@@ -81,6 +83,7 @@ def prepare_dataset(
             "removed": log.malformed(),
             "rows_out": len(rows),
             "reasons": log.malformed_reasons(),
+            "details": {"pairs_split": split} if split else {},
             "seconds": round(time.perf_counter() - started, 3),
         }
     ]
@@ -142,7 +145,9 @@ def prepare_dataset(
         "read": read,
         "malformed": log.malformed(),
         "removed": removed_total,
-        "added": mixed.added,
+        # Rows that did not come from reading a record: mix repeats, and the second
+        # row of each preference pair split into two unpaired rows.
+        "added": mixed.added + split,
         "out": len(train) + len(evals),
     }
     balance["ok"] = (
@@ -204,7 +209,8 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
     stats = []
     for i, src in enumerate(spec.sources):
         source = src.label
-        read = bad = 0
+        read = bad = split = 0
+        formats: Counter[str] = Counter()  # detected format -> records read in it
         for rec in iter_records(src, base_dir, spec.max_line_bytes):
             read += 1
             if rec.value is None:
@@ -221,7 +227,7 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
                 continue
             record = {src.columns.get(k, k): v for k, v in rec.value.items()} if src.columns else rec.value
             try:
-                data = normalize(record, src.format, spec.kind)
+                fmt, datas = read_record(record, src.format, spec.kind)
             except RowError as e:
                 log.add(
                     source=source,
@@ -233,15 +239,26 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
                 )
                 bad += 1
                 continue
-            rows.append(Row(data, source, rec.line, i))
-        stats.append({"source": source, "read": read, "malformed": bad, "loaded": read - bad})
+            formats[fmt] += 1
+            split += len(datas) - 1
+            rows.extend(Row(data, source, rec.line, i) for data in datas)
+        stats.append(
+            {
+                "source": source,
+                "read": read,
+                "malformed": bad,
+                "loaded": read - bad,
+                "split": split,
+                "formats": dict(formats.most_common()),
+            }
+        )
     return rows, stats
 
 
 def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_dir: Path) -> None:
     bad = log.malformed()
     if read == 0:
-        raise DataError(
+        raise DataPrepError(
             f"dataset {name!r}: the sources hold no rows", problems=[s.label for s in spec.sources]
         )
     if bad / read <= spec.max_reject_fraction:
@@ -249,7 +266,7 @@ def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_
     write_jsonl(out_dir / "rejects.jsonl", log.entries)
     reasons = ", ".join(f"{k} {v}" for k, v in log.malformed_reasons().items())
     examples = [f"{e['source']}:{e['line']}: {e['reason']}: {e['detail']}" for e in log.entries[:5]]
-    raise DataError(
+    raise DataPrepError(
         f"dataset {name!r}: {bad} of {read} rows ({bad / read:.0%}) are malformed, over "
         f"max_reject_fraction={spec.max_reject_fraction} ({reasons}); all of them are in "
         f"{out_dir / 'rejects.jsonl'}",

@@ -59,6 +59,10 @@ def write_length_plot(path: Path, lengths: list[int], unit: str, title: str) -> 
 def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines = [f"# Dataset `{report['name']}` ({report['kind']})", ""]
     lines += [f"Fingerprint `{report['fingerprint']}`, seed {report['seed']}.", ""]
+    lines += ["| source | read | malformed | formats detected |", "|---|---:|---:|---|"]
+    for src in report["sources"]:
+        lines.append(f"| `{src['source']}` | {src['read']} | {src['malformed']} | {formats_text(src)} |")
+    lines.append("")
     lines += ["| step | rows in | removed | rows out | reasons |", "|---|---:|---:|---:|---|"]
     for step in report["steps"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in step["reasons"].items())
@@ -69,7 +73,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     lines += [
         "",
         f"Rows read {b['read']} = out {b['out']} + malformed {b['malformed']} + removed {b['removed']}"
-        f" - repeats added {b['added']}.",
+        f" - added {b['added']} (mix repeats, pairs split into unpaired rows).",
         f"Train {report['train_rows']}, eval {report['eval_rows']}.",
         "",
     ]
@@ -97,6 +101,12 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             lines.append("")
     with atomic_writer(path) as f:
         f.write("\n".join(lines))
+
+
+def formats_text(source_stats: dict[str, Any]) -> str:
+    """`messages 120, sharegpt 3`: how many records of a source were read in each format."""
+    found = source_stats.get("formats") or {}
+    return ", ".join(f"{fmt} {n}" for fmt, n in found.items()) or "-"
 
 
 def _reasons_cell(step: dict[str, Any]) -> str:
@@ -134,8 +144,9 @@ def render_report(prepared: PreparedDataset) -> Any:
     b = report["balance"]
     ls = report["lengths"]
     lengths = f"  {ls['unit']} p50 {ls['p50']} p95 {ls['p95']} max {ls['max']}" if ls.get("count") else ""
+    formats = "".join(f"{src['source']}: {formats_text(src)}\n" for src in report["sources"])
     footer = Text(
-        f"train {report['train_rows']}  eval {report['eval_rows']}  "
+        f"{formats}train {report['train_rows']}  eval {report['eval_rows']}  "
         f"malformed {b['malformed']}  removed {b['removed']}{lengths}\n-> {prepared.train_path.parent}",
         style="dim",
     )

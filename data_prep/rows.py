@@ -42,6 +42,8 @@ def answer_texts(data: dict[str, Any], kind: str) -> list[str]:
         return _contents(data["messages"], ("assistant",))
     if kind == "preference":
         return [data["chosen"], data["rejected"]]
+    if kind == "unpaired":
+        return [data["completion"]]
     return [
         v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
         for k, v in data.items()

@@ -2,7 +2,7 @@
 
 A source yields `Record`s: either a decoded mapping or the reason it could not
 be read (invalid UTF-8, broken JSON, a line over `max_line_bytes`, ...). Files
-that cannot be opened at all (missing, unreadable format) raise `DataError`:
+that cannot be opened at all (missing, unreadable format) raise `DataPrepError`:
 that is the user's to fix, not a row to skip.
 
 JSONL is read in binary and decoded per line, so one bad byte costs one row;
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from data_prep.errors import DataPrepError
 from data_prep.spec import SourceSpec
-from posttrain.errors import DataError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 SUFFIXES = (*JSONL_SUFFIXES, ".json", ".csv", ".parquet")
@@ -52,7 +52,7 @@ def iter_records(src: SourceSpec, base_dir: Path, max_line_bytes: int) -> Iterat
         yield from _iter_datasets(_load_disk(src, path), src.label)
         return
     if not path.is_file():
-        raise DataError(f"data file not found: {path} (source {src.path!r}, relative to {base_dir})")
+        raise DataPrepError(f"data file not found: {path} (source {src.path!r}, relative to {base_dir})")
     name = path.name.lower()
     if name.endswith(JSONL_SUFFIXES):
         yield from _iter_jsonl(path, max_line_bytes)
@@ -63,7 +63,7 @@ def iter_records(src: SourceSpec, base_dir: Path, max_line_bytes: int) -> Iterat
     elif name.endswith(".parquet"):
         yield from _iter_parquet(path)
     else:
-        raise DataError(f"unknown data file type: {path} (expected one of {', '.join(SUFFIXES)})")
+        raise DataPrepError(f"unknown data file type: {path} (expected one of {', '.join(SUFFIXES)})")
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -129,7 +129,7 @@ def _iter_json(path: Path, max_line_bytes: int) -> Iterator[Record]:
     try:
         items = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from None
+        raise DataPrepError(f"{path} is not valid JSON: {e}") from None
     for i, item in enumerate(items, start=1):
         if isinstance(item, dict):
             yield Record(i, item)
@@ -168,7 +168,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
         except StopIteration:
             return
         except csv.Error as e:
-            raise DataError(f"{path}: unreadable CSV header: {e}") from None
+            raise DataPrepError(f"{path}: unreadable CSV header: {e}") from None
         header = [h.lstrip("\ufeff") for h in header]
         start = reader.line_num + 1
         while True:
@@ -212,7 +212,7 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:
-        raise DataError(f"{path} is not a readable Parquet file: {e}") from None
+        raise DataPrepError(f"{path} is not a readable Parquet file: {e}") from None
     i = 0
     for batch in pf.iter_batches(batch_size=1024):
         for item in batch.to_pylist():
@@ -226,7 +226,7 @@ def _load_hub(src: SourceSpec) -> Any:
     try:
         return datasets.load_dataset(src.hub, src.subset, split=src.split)
     except Exception as e:
-        raise DataError(
+        raise DataPrepError(
             f"could not load hub dataset {src.hub!r} (split {src.split!r}): {type(e).__name__}: {e}",
             problems=[
                 "offline machines can only read datasets already in the local Hugging Face cache;",
@@ -239,14 +239,14 @@ def _load_disk(src: SourceSpec, path: Path) -> Any:
     import datasets
 
     if not path.is_dir():
-        raise DataError(f"dataset folder not found: {path} (source {src.disk!r})")
+        raise DataPrepError(f"dataset folder not found: {path} (source {src.disk!r})")
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:
-        raise DataError(f"{path} is not a `save_to_disk` dataset: {type(e).__name__}: {e}") from None
+        raise DataPrepError(f"{path} is not a `save_to_disk` dataset: {type(e).__name__}: {e}") from None
     if isinstance(ds, datasets.DatasetDict):
         if src.split not in ds:
-            raise DataError(f"{path} has no split {src.split!r}; it has {sorted(ds)}")
+            raise DataPrepError(f"{path} has no split {src.split!r}; it has {sorted(ds)}")
         ds = ds[src.split]
     return ds
 

@@ -13,20 +13,39 @@ fingerprint hashes.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-Kind = Literal["chat", "preference", "prompt"]
-SourceFormat = Literal["auto", "messages", "alpaca", "sharegpt", "prompt_completion", "preference", "prompt"]
+Kind = Literal["chat", "preference", "prompt", "unpaired"]
+SourceFormat = Literal[
+    "auto",
+    "messages",
+    "sharegpt",
+    "chatml",
+    "llama3",
+    "human_assistant",
+    "alpaca",
+    "dolly",
+    "metamathqa",
+    "gsm8k",
+    "prompt_completion",
+    "prompt",
+    "preference",
+    "hh_rlhf",
+    "kto",
+]
 PiiKind = Literal["email", "phone", "ip", "key"]
 TextField = Literal["all", "prompt", "answer"]
 
+_SINGLE_TURN = {"alpaca", "dolly", "metamathqa", "gsm8k"}
+_PAIRS = {"preference", "hh_rlhf"}
 # Which input formats can produce which canonical kind (auto is checked per row).
 COMPATIBLE_FORMATS: dict[str, set[str]] = {
-    "chat": {"messages", "alpaca", "sharegpt", "prompt_completion"},
-    "preference": {"preference"},
-    "prompt": {"prompt", "alpaca"},
+    "chat": {"messages", "sharegpt", "chatml", "llama3", "human_assistant", "prompt_completion", *_SINGLE_TURN},
+    "preference": _PAIRS,
+    "prompt": {"prompt", *_SINGLE_TURN},
+    "unpaired": {"kto", *_PAIRS},
 }
 
 
@@ -49,7 +68,10 @@ class SourceSpec(_Strict):
     )
     subset: str | None = Field(default=None, description="Hub dataset configuration name.")
     format: SourceFormat = Field(
-        default="auto", description="Input row format; `auto` detects it per row from the column names."
+        default="auto",
+        description="Input row format: `auto` detects it per row from its columns and content (most "
+        "specific reading that fits the dataset's kind), or a preset named after the dataset layout it "
+        f"reads: {', '.join(get_args(SourceFormat)[1:])} (README: 'Dataset formats').",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -292,7 +314,10 @@ CurateStep = Annotated[
 class DatasetSpec(_Strict):
     kind: Kind = Field(
         default="chat",
-        description="Canonical row shape: chat `messages`, preference (prompt/chosen/rejected) or prompt (RL).",
+        description="Canonical row shape: chat `messages`, preference (prompt/chosen/rejected), prompt "
+        "(RL prompts with answer columns) or unpaired (prompt/completion/label, for KTO). An `unpaired` "
+        "dataset reads KTO rows (prompt, completion, label) and also preference sources: each pair "
+        "becomes two rows, chosen with label true and rejected with label false.",
     )
     sources: list[SourceSpec] = Field(
         min_length=1, description="Input files or datasets, mixed into one dataset."

@@ -15,6 +15,7 @@ import click
 import typer
 from rich.console import Console
 
+from data_prep.errors import DataPrepError
 from posttrain.errors import TrainingError, UserError
 
 app = typer.Typer(
@@ -131,9 +132,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         code = app(standalone_mode=False)
-    except UserError as exc:
+    except (UserError, DataPrepError) as exc:  # data_prep's own error is the user's data to fix: exit 2
         err_console.print(f"[red]error:[/] {exc.render()}")
-        sys.exit(exc.exit_code)
+        sys.exit(2)
     except TrainingError as exc:
         err_console.print(f"[red]training failed:[/] {exc}")
         sys.exit(1)

@@ -26,11 +26,11 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from data_prep.errors import DataPrepError
 from data_prep.operators.base import OpContext, OpResult
 from data_prep.rows import Row, texts
 from data_prep.spec import DecontaminateSpec
 from data_prep.text import tokens
-from posttrain.errors import DataError
 
 
 class NgramIndex:
@@ -74,7 +74,7 @@ class NgramIndex:
 def load_texts(path: Path) -> list[str]:
     """Eval texts from a file: JSONL (all string values of a row, one doc per row) or plain text lines."""
     if not path.is_file():
-        raise DataError(f"decontamination file not found: {path}")
+        raise DataPrepError(f"decontamination file not found: {path}")
     docs = []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from data_prep.errors import DataPrepError
 from data_prep.operators.base import OpContext, OpResult
 from data_prep.rows import Row
 from data_prep.spec import TokenFilter
-from posttrain.errors import DataError
 
 _BATCH = 512
 
@@ -22,6 +22,8 @@ def _conversations(data: dict[str, Any], kind: str) -> list[tuple[list[dict[str,
             ([*p, {"role": "assistant", "content": data["chosen"]}], False),
             ([*p, {"role": "assistant", "content": data["rejected"]}], False),
         ]
+    if kind == "unpaired":
+        return [([*data["prompt"], {"role": "assistant", "content": data["completion"]}], False)]
     return [(data["prompt"], True)]
 
 
@@ -48,7 +50,7 @@ def count_tokens(rows: list[dict[str, Any]], kind: str, tokenizer: Any) -> list[
 
 def token_filter(rows: list[Row], spec: TokenFilter, ctx: OpContext) -> OpResult:
     if ctx.tokenizer is None:
-        raise DataError(
+        raise DataPrepError(
             "a `filter: {min_tokens/max_tokens}` step needs the stage model's tokenizer, and none was given"
         )
     counts = count_tokens([r.data for r in rows], ctx.kind, ctx.tokenizer)

@@ -1,7 +1,7 @@
 """PII: find emails, phone numbers, IP addresses and key-like strings; scrub or drop.
 
 Scrubbing replaces each match with a placeholder (<EMAIL>, <PHONE>, <IP>,
-<KEY>) in message contents and chosen/rejected texts. The answer columns of
+<KEY>) in message contents and chosen/rejected/completion texts. The answer columns of
 prompt rows are left alone: a reward function compares against them verbatim.
 Patterns favour precision: a bare run of digits ("12345678", an arithmetic
 answer) is not a phone number; a phone needs separators or a leading +.
@@ -52,6 +52,8 @@ def _scrub_row(data: dict, kind: str, kinds: list[str], counts: Counter[str]) ->
     if kind == "preference":
         out["chosen"] = scrub(data["chosen"], kinds, counts)
         out["rejected"] = scrub(data["rejected"], kinds, counts)
+    if kind == "unpaired":
+        out["completion"] = scrub(data["completion"], kinds, counts)
     return out
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.errors import DataPrepError
 from data_prep.operators import OpContext
 from data_prep.operators.length import count_tokens, token_filter
 from data_prep.operators.quality import quality_filter, repetition, symbol_ratio
 from data_prep.operators.regex import regex_filter
 from data_prep.rows import Row
 from data_prep.spec import QualitySpec, RegexSpec, TokenFilter
-from posttrain.errors import DataError
 
 
 def rows_of(pairs):
@@ -59,7 +59,7 @@ def test_token_filter_with_a_real_tokenizer():
 
 
 def test_token_filter_without_tokenizer_is_an_error():
-    with pytest.raises(DataError, match="tokenizer"):
+    with pytest.raises(DataPrepError, match="tokenizer"):
         token_filter(
             rows_of([("a", "b")]), TokenFilter(max_tokens=3), OpContext(kind="chat", base_dir=Path("."))
         )

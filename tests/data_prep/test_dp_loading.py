@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from data_prep import DatasetSpec, prepare_dataset, read_rows
+from data_prep.errors import DataPrepError
 from data_prep.sources import iter_records
 from data_prep.spec import SourceSpec
-from posttrain.errors import DataError
 
 
 def test_hostile_jsonl_goes_on_and_every_bad_row_is_traced(tmp_path, write_jsonl, chat):
@@ -67,7 +67,7 @@ def test_over_long_line_is_skipped_in_bounded_reads(tmp_path, write_jsonl, chat)
 def test_rejection_threshold_fails_with_file_and_lines(tmp_path, write_jsonl, chat):
     path = write_jsonl("bad.jsonl", [chat("q?", "a."), "{oops", "{oops", "{oops"])
     spec = DatasetSpec.model_validate({"sources": [{"path": path.name}], "max_reject_fraction": 0.5})
-    with pytest.raises(DataError) as e:
+    with pytest.raises(DataPrepError) as e:
         prepare_dataset("bad", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
     assert "3 of 4 rows" in str(e.value) and "max_reject_fraction=0.5" in str(e.value)
     assert any("bad.jsonl:2" in p for p in e.value.problems)
@@ -77,11 +77,11 @@ def test_rejection_threshold_fails_with_file_and_lines(tmp_path, write_jsonl, ch
 
 def test_missing_file_and_unknown_type_are_data_errors(tmp_path):
     spec = DatasetSpec.model_validate({"sources": [{"path": "nope.jsonl"}]})
-    with pytest.raises(DataError, match=r"not found.*nope\.jsonl"):
+    with pytest.raises(DataPrepError, match=r"not found.*nope\.jsonl"):
         prepare_dataset("x", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
     (tmp_path / "data.xml").write_text("<x/>")
     spec = DatasetSpec.model_validate({"sources": [{"path": "data.xml"}]})
-    with pytest.raises(DataError, match="unknown data file type"):
+    with pytest.raises(DataPrepError, match="unknown data file type"):
         prepare_dataset("x", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
 
 
@@ -125,7 +125,7 @@ def test_hub_unreachable_is_a_data_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     spec = DatasetSpec.model_validate({"sources": [{"hub": "someone/thing"}]})
-    with pytest.raises(DataError, match="someone/thing") as e:
+    with pytest.raises(DataPrepError, match="someone/thing") as e:
         prepare_dataset("h", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
     assert any("disk:" in p for p in e.value.problems)
 

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from data_prep import DatasetSpec, dataset_fingerprint, prepare_dataset, read_rows, render_report
-from posttrain.errors import DataError
+from data_prep.errors import DataPrepError
 
 
 def make(tmp_path: Path, write_jsonl, chat, n: int = 20, name: str = "a.jsonl") -> Path:
@@ -114,7 +114,7 @@ def test_token_filter_needs_a_tokenizer_and_uses_it(tmp_path, write_jsonl, chat,
         "t.jsonl", [chat("short", "yes"), chat("a much longer question here", "with a long answer too")]
     )
     spec = spec_for({"path": "t.jsonl"}, curate=[{"filter": {"max_tokens": 6}}])
-    with pytest.raises(DataError, match="tokenizer"):
+    with pytest.raises(DataPrepError, match="tokenizer"):
         prepare_dataset("t", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
     out = prepare_dataset("t", spec, base_dir=tmp_path, out_dir=tmp_path / "out", tokenizer=word_tokenizer)
     assert out.rows == 1 and out.report["lengths"]["unit"] == "tokens"
@@ -144,3 +144,57 @@ def test_preference_and_prompt_datasets(tmp_path, write_jsonl):
         "prompt": [{"role": "user", "content": "What is 1 + 1?"}],
         "answer": "2",
     }
+
+
+def test_a_file_mixing_formats_keeps_each_rows_own_reading(tmp_path, write_jsonl, chat):
+    rows = [
+        chat("messages row?", "Yes."),  # 1
+        {"conversations": [{"from": "human", "value": "sharegpt?"}, {"from": "gpt", "value": "Yes."}]},  # 2
+        {"instruction": "Dolly row", "context": "", "response": "Yes.", "category": "open_qa"},  # 3
+        {"question": "GSM8K 1 + 1?", "answer": "1 + 1 = <<1+1=2>>2\n#### 2"},  # 4
+        {"text": "<|im_start|>user\nChatML?<|im_end|>\n<|im_start|>assistant\nYes.<|im_end|>"},  # 5
+        {"prompt": "a pair", "chosen": "good", "rejected": "bad"},  # 6: no chat reading
+        {"text": "just some prose"},  # 7: no turn markers
+        {"query": "MetaMath?", "response": "The answer is: 3"},  # 8
+    ]
+    write_jsonl("mixed.jsonl", rows)
+    spec = spec_for({"path": "mixed.jsonl"}, shuffle=False, max_reject_fraction=0.3)
+    out = prepare_dataset("mixed", spec, base_dir=tmp_path, out_dir=tmp_path / "out")
+    kept = read_rows(out.train_path)
+    assert [r["messages"][0]["content"] for r in kept] == [
+        "messages row?",
+        "sharegpt?",
+        "Dolly row",
+        "GSM8K 1 + 1?",
+        "ChatML?",
+        "MetaMath?",
+    ]
+    rejects = {r["line"]: (r["reason"], r["detail"]) for r in read_rows(tmp_path / "out" / "rejects.jsonl")}
+    assert rejects == {
+        6: ("wrong_format", "a preference row cannot make a chat row"),
+        7: (
+            "unrecognized_format",
+            "column 'text' holds no ChatML, Llama-3 or Human:/Assistant: turn markers",
+        ),
+    }
+    source = out.report["sources"][0]
+    assert source["formats"] == {
+        "messages": 1,
+        "sharegpt": 1,
+        "dolly": 1,
+        "gsm8k": 1,
+        "chatml": 1,
+        "metamathqa": 1,
+    }
+    b = out.report["balance"]
+    assert b["ok"] and b["read"] == 8 == b["out"] + b["malformed"] and b["malformed"] == 2
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert (
+        "| `mixed.jsonl` | 8 | 2 | messages 1, sharegpt 1, dolly 1, gsm8k 1, chatml 1, metamathqa 1 |" in md
+    )
+
+
+def test_kind_unpaired_is_documented_on_its_field():
+    # The derivation of unpaired rows from pairs is a dataset option users find in the schema docs.
+    description = DatasetSpec.model_fields["kind"].description or ""
+    assert "unpaired" in description and "label true" in description and "label false" in description
