@@ -28,9 +28,5 @@ class RecipeError(UserError):
     """The recipe does not validate; `problems` lists every one, with its YAML path and line."""
 
 
-class DataError(UserError):
-    """A dataset cannot be loaded or curated (missing file, too many rejected rows, ...)."""
-
-
 class TrainingError(Exception):
     """Training diverged (NaN/inf loss) or failed; the stage is marked failed, finished work kept."""

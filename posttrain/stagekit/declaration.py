@@ -29,6 +29,10 @@ class StageType:
     """Dataset kinds (data_prep's `kind`) the stage trains on."""
     data_kinds_for: Callable[[Mapping[str, Any]], DataNeed] | None = None
     """When the accepted kinds depend on the stage's settings: computed from its raw YAML mapping."""
+    held_out_objective: Callable[[StageContext, Any, Any], dict[str, float]] | None = None
+    """What the stage optimizes, measured on the held-out split of its dataset: `(ctx, spec, model) ->
+    {metric: value}` (SFT held-out loss, DPO preference accuracy and margin, ...). The pipeline calls it on
+    the stage's input model and on the trained model, and shows both beside the benchmarks."""
     model_inputs: tuple[str, ...] = ()
     """Spec fields that name another model the stage reads besides its input: an earlier stage, `base`
     or a model reference (a distill `teacher`). An earlier stage named there is a dependency: its
