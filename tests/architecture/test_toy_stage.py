@@ -36,7 +36,7 @@ def run_shrink(ctx: StageContext, spec: ShrinkStage) -> StageResult:
             parameter.mul_(spec.factor)
     model.save_pretrained(ctx.model_dir)
     ctx.tokenizer.save_pretrained(ctx.model_dir)
-    rows = sum(1 for _ in open(ctx.dataset(spec.data).train_path))
+    rows = len(Path(ctx.dataset(spec.data).train_path).read_text().splitlines())
     return StageResult(lineage=Lineage(str(ctx.model_dir)), model=model, metrics={"rows_seen": rows})
 
 
