@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import tempfile
@@ -195,23 +196,72 @@ def _run_bwrap(bwrap, python, code, stdin, args, hook, limits):
     run_cfg = json.dumps({"hook": hook, "args": list(args)})
     with _memfd("main.py", _encode(code)) as code_fd:
         info_r, info_w = os.pipe()
+        watch = _PidNamespaceWatch(info_r, info_w)
+        argv = [*bwrap_argv(bwrap, python, disk_mb=limits["disk_mb"], code_fd=code_fd, info_fd=info_w),
+                python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, "run", run_cfg]
         try:
-            argv = [*bwrap_argv(bwrap, python, disk_mb=limits["disk_mb"], code_fd=code_fd, info_fd=info_w),
-                    python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, "run", run_cfg]
-            result = _launch(argv, None, stdin, (code_fd, info_w), limits, keep_read=False)
-            os.close(info_w)
-            info_w = -1
-            started = _read_nonblocking(info_r) != b""
+            result = _launch(argv, None, stdin, (code_fd, info_w), limits, keep_read=False, watch=watch)
         finally:
-            for fd in (info_r, info_w):
-                if fd >= 0:
-                    os.close(fd)
-    if not started and result.killed_reason is None:
+            watch.close()
+    if not watch.started and result.killed_reason is None:
         # bubblewrap itself failed before running anything (its message is on stderr)
         return SandboxResult(False, result.returncode, result.stdout, result.stderr, False, "sandbox_error", ())
     layers = tuple(sorted({*_BWRAP_LAYERS, *result.layers} | ({"hook"} if hook else set())))
     return SandboxResult(result.ok, result.returncode, result.stdout, result.stderr, result.timed_out,
                          result.killed_reason, layers)
+
+
+class _PidNamespaceWatch:
+    """Holds the sandbox's pid 1 (named on bubblewrap's ``--info-fd``) so a run ends only when its pid namespace has.
+
+    bubblewrap's outer process may exit a moment before the namespace's pid 1
+    does, and a timeout kills only the outer process; until pid 1 is gone,
+    daemons the code started are still alive. A pidfd taken while the
+    sandbox runs lets :meth:`ended` kill pid 1 and wait for it without ever
+    signalling a recycled pid; the kernel kills the rest of the namespace
+    before pid 1 counts as exited.
+    """
+
+    def __init__(self, info_r: int, info_w: int):
+        self._info_r, self._info_w = info_r, info_w
+        self._pidfd: int | None = None
+        self.started = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def spawned(self) -> None:
+        os.close(self._info_w)  # only bubblewrap holds the write end now: EOF when it is done with it
+        self._info_w = -1
+        self._reader.start()
+
+    def _read(self) -> None:
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(self._info_r, 4096):
+                data += chunk
+                if self._pidfd is None:
+                    with contextlib.suppress(ValueError, OSError):
+                        self._pidfd = os.pidfd_open(int(json.loads(data)["child-pid"]))
+                        self.started = True
+
+    def ended(self) -> None:
+        if self._reader.is_alive():
+            self._reader.join(timeout=5)
+        if self._pidfd is None:
+            return
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        select.select([self._pidfd], [], [], 10)  # readable once pid 1, and so its whole namespace, is gone
+
+    def close(self) -> None:
+        """Release every descriptor (also when the launch failed half-way)."""
+        if self._reader.is_alive():
+            self._reader.join(timeout=5)
+        for fd in (self._info_r, self._info_w, self._pidfd):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._info_r = self._info_w = -1
+        self._pidfd = None
 
 
 def _run_weak(code, stdin, args, hook, limits):
@@ -232,7 +282,7 @@ def _run_weak(code, stdin, args, hook, limits):
                          result.killed_reason, layers)
 
 
-def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read):
+def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read, watch=None):
     """Start the launcher (privilege drop + rlimits, then exec ``argv``) and wait for it."""
     timeout_s, max_out = limits["timeout_s"], limits["max_output_bytes"]
     status_r, status_w = os.pipe()
@@ -244,7 +294,8 @@ def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read):
         launcher = [base_python(), "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, "launch", json.dumps(cfg)]
         with _memfd("stdin", _encode(stdin)) as stdin_fd, tempfile.TemporaryFile() as out, \
                 tempfile.TemporaryFile() as err:
-            rc, timed_out = _spawn_and_wait(launcher, cwd, stdin_fd, out, err, (status_w, *pass_fds), timeout_s)
+            rc, timed_out = _spawn_and_wait(launcher, cwd, stdin_fd, out, err, (status_w, *pass_fds), timeout_s,
+                                            watch)
             os.close(status_w)
             status_w = -1
             stdout, stderr = _read_capped(out, max_out), _read_capped(err, max_out)
@@ -257,11 +308,13 @@ def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read):
     return SandboxResult(rc == 0 and reason is None, rc, stdout, stderr, timed_out, reason, layers)
 
 
-def _spawn_and_wait(argv, cwd, stdin_fd, out, err, pass_fds, timeout_s):
+def _spawn_and_wait(argv, cwd, stdin_fd, out, err, pass_fds, timeout_s, watch):
     proc = subprocess.Popen(
         argv, stdin=stdin_fd, stdout=out, stderr=err, cwd=cwd or "/", env=_ENV,
         start_new_session=True, close_fds=True, pass_fds=pass_fds,
     )
+    if watch is not None:
+        watch.spawned()
     expired = threading.Event()
 
     def kill_group():
@@ -278,6 +331,8 @@ def _spawn_and_wait(argv, cwd, stdin_fd, out, err, pass_fds, timeout_s):
     finally:
         timer.cancel()
         _killpg(proc.pid)
+        if watch is not None:
+            watch.ended()
         rc = proc.wait()
     return rc, expired.is_set()
 
@@ -345,8 +400,36 @@ def _killed_reason(rc, timed_out, stderr):
 
 
 def _remove_tree(path):
-    # `rm -rf` walks with directory fds, so hostile depth (thousands of nested
-    # directories) cannot raise RecursionError or ENAMETOOLONG in the caller.
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", path], timeout=60, check=False,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Delete a tree of any depth without recursion and without ever raising.
+
+    One directory fd at a time, moving down by name and back up through
+    ``..``: hostile depth (thousands of nested directories) cannot hit
+    RecursionError, ENAMETOOLONG or the fd limit in the caller.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    with contextlib.suppress(OSError):
+        current, names = os.open(path, flags), []
+        try:
+            while True:
+                child = None
+                with os.scandir(current) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            child = entry.name
+                            break
+                        os.unlink(entry.name, dir_fd=current)
+                if child is not None:
+                    below = os.open(child, flags, dir_fd=current)
+                    os.close(current)
+                    current = below
+                    names.append(child)
+                elif names:
+                    above = os.open("..", flags, dir_fd=current)
+                    os.close(current)
+                    current = above
+                    os.rmdir(names.pop(), dir_fd=current)
+                else:
+                    break
+        finally:
+            os.close(current)
+        os.rmdir(path)
