@@ -123,7 +123,7 @@ def bwrap_argv(bwrap: str, python: str, *, disk_mb: int, code_fd: int, info_fd: 
     prefix = str(Path(python).resolve().parent.parent)
     if not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
-    argv += ["--dev", "/dev",
+    argv += ["--dev", "/dev", "--remount-ro", "/dev",
              "--size", str(disk_mb * 1024 * 1024), "--perms", "0700", "--tmpfs", WORKDIR,
              "--symlink", WORKDIR, "/tmp",
              "--file", str(code_fd), f"{WORKDIR}/main.py",

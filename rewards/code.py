@@ -164,3 +164,7 @@ def _equal(got: Any, expected: Any) -> bool:
         return bool(got == expected)  # both are plain literals: no user-defined __eq__ can run here
     except (RecursionError, MemoryError):
         return False
+
+
+# Checked when a recipe is validated (rewards.registry.resolve_reward): no OS sandbox, no code rewards.
+code_exec.preflight = check_sandbox  # type: ignore[attr-defined]
