@@ -52,14 +52,10 @@ machines; ``sandbox_layers()`` says which layers a run gets.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import select
 import signal
-import subprocess
 import tempfile
-import threading
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -74,6 +70,14 @@ from rewards._isolation import (
     sandbox_python,
     sandbox_user_can_run,
     unavailable_message,
+)
+from rewards._process import (
+    PidNamespaceWatch,
+    memfd,
+    read_capped,
+    read_nonblocking,
+    remove_tree,
+    spawn_and_wait,
 )
 
 __all__ = ["SandboxResult", "SandboxUnavailable", "check_sandbox", "run_python", "sandbox_layers"]
@@ -194,9 +198,9 @@ def _bwrap_problem(bwrap: str, python: str) -> str | None:
 
 def _run_bwrap(bwrap, python, code, stdin, args, hook, limits):
     run_cfg = json.dumps({"hook": hook, "args": list(args)})
-    with _memfd("main.py", _encode(code)) as code_fd:
+    with memfd("main.py", _encode(code)) as code_fd:
         info_r, info_w = os.pipe()
-        watch = _PidNamespaceWatch(info_r, info_w)
+        watch = PidNamespaceWatch(info_r, info_w)
         argv = [*bwrap_argv(bwrap, python, disk_mb=limits["disk_mb"], code_fd=code_fd, info_fd=info_w),
                 python, "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, "run", run_cfg]
         try:
@@ -211,59 +215,6 @@ def _run_bwrap(bwrap, python, code, stdin, args, hook, limits):
                          result.killed_reason, layers)
 
 
-class _PidNamespaceWatch:
-    """Holds the sandbox's pid 1 (named on bubblewrap's ``--info-fd``) so a run ends only when its pid namespace has.
-
-    bubblewrap's outer process may exit a moment before the namespace's pid 1
-    does, and a timeout kills only the outer process; until pid 1 is gone,
-    daemons the code started are still alive. A pidfd taken while the
-    sandbox runs lets :meth:`ended` kill pid 1 and wait for it without ever
-    signalling a recycled pid; the kernel kills the rest of the namespace
-    before pid 1 counts as exited.
-    """
-
-    def __init__(self, info_r: int, info_w: int):
-        self._info_r, self._info_w = info_r, info_w
-        self._pidfd: int | None = None
-        self.started = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-
-    def spawned(self) -> None:
-        os.close(self._info_w)  # only bubblewrap holds the write end now: EOF when it is done with it
-        self._info_w = -1
-        self._reader.start()
-
-    def _read(self) -> None:
-        data = b""
-        with contextlib.suppress(OSError):
-            while chunk := os.read(self._info_r, 4096):
-                data += chunk
-                if self._pidfd is None:
-                    with contextlib.suppress(ValueError, OSError):
-                        self._pidfd = os.pidfd_open(int(json.loads(data)["child-pid"]))
-                        self.started = True
-
-    def ended(self) -> None:
-        if self._reader.is_alive():
-            self._reader.join(timeout=5)
-        if self._pidfd is None:
-            return
-        with contextlib.suppress(ProcessLookupError, OSError):
-            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-        select.select([self._pidfd], [], [], 10)  # readable once pid 1, and so its whole namespace, is gone
-
-    def close(self) -> None:
-        """Release every descriptor (also when the launch failed half-way)."""
-        if self._reader.is_alive():
-            self._reader.join(timeout=5)
-        for fd in (self._info_r, self._info_w, self._pidfd):
-            if fd is not None and fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._info_r = self._info_w = -1
-        self._pidfd = None
-
-
 def _run_weak(code, stdin, args, hook, limits):
     workdir = tempfile.mkdtemp(prefix="posttrain-sandbox-")
     try:
@@ -276,7 +227,7 @@ def _run_weak(code, stdin, args, hook, limits):
                 json.dumps({"hook": hook, "args": list(args)})]
         result = _launch(argv, workdir, stdin, (), limits, keep_read=keep_read)
     finally:
-        _remove_tree(workdir)
+        remove_tree(workdir)
     layers = tuple(sorted(set(result.layers) | ({"hook"} if hook else set())))
     return SandboxResult(result.ok, result.returncode, result.stdout, result.stderr, result.timed_out,
                          result.killed_reason, layers)
@@ -292,14 +243,14 @@ def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read, watch=None):
                "fsize_bytes": max(limits["disk_mb"] * 1024 * 1024, max_out),
                "max_processes": limits["max_processes"]}
         launcher = [base_python(), "-I", "-S", "-B", "-X", "utf8", "-c", _CHILD_SOURCE, "launch", json.dumps(cfg)]
-        with _memfd("stdin", _encode(stdin)) as stdin_fd, tempfile.TemporaryFile() as out, \
+        with memfd("stdin", _encode(stdin)) as stdin_fd, tempfile.TemporaryFile() as out, \
                 tempfile.TemporaryFile() as err:
-            rc, timed_out = _spawn_and_wait(launcher, cwd, stdin_fd, out, err, (status_w, *pass_fds), timeout_s,
+            rc, timed_out = spawn_and_wait(launcher, cwd, _ENV, stdin_fd, out, err, (status_w, *pass_fds), timeout_s,
                                             watch)
             os.close(status_w)
             status_w = -1
-            stdout, stderr = _read_capped(out, max_out), _read_capped(err, max_out)
-        layers = _parse_layers(_read_nonblocking(status_r))
+            stdout, stderr = read_capped(out, max_out), read_capped(err, max_out)
+        layers = _parse_layers(read_nonblocking(status_r))
     finally:
         for fd in (status_r, status_w):
             if fd >= 0:
@@ -308,70 +259,10 @@ def _launch(argv, cwd, stdin, pass_fds, limits, *, keep_read, watch=None):
     return SandboxResult(rc == 0 and reason is None, rc, stdout, stderr, timed_out, reason, layers)
 
 
-def _spawn_and_wait(argv, cwd, stdin_fd, out, err, pass_fds, timeout_s, watch):
-    proc = subprocess.Popen(
-        argv, stdin=stdin_fd, stdout=out, stderr=err, cwd=cwd or "/", env=_ENV,
-        start_new_session=True, close_fds=True, pass_fds=pass_fds,
-    )
-    if watch is not None:
-        watch.spawned()
-    expired = threading.Event()
-
-    def kill_group():
-        expired.set()
-        _killpg(proc.pid)
-
-    timer = threading.Timer(timeout_s, kill_group)
-    timer.start()
-    try:
-        # Wait without reaping: while the leader is an unreaped zombie its
-        # process-group id cannot be reused, so the final killpg cannot hit a
-        # stranger, yet it still sweeps up any stragglers in the group.
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-    finally:
-        timer.cancel()
-        _killpg(proc.pid)
-        if watch is not None:
-            watch.ended()
-        rc = proc.wait()
-    return rc, expired.is_set()
-
-
-@contextlib.contextmanager
-def _memfd(name, data):
-    fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: the launcher and bubblewrap inherit it
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.lseek(fd, 0, os.SEEK_SET)
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def _encode(text):
     # Lone surrogates cannot be UTF-8; passing them through makes the child
     # report a syntax error instead of the caller raising UnicodeEncodeError.
     return text.encode("utf-8", "surrogatepass")
-
-
-def _killpg(pgid):
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _read_capped(fh, limit):
-    fh.seek(0)
-    return fh.read(limit).decode("utf-8", errors="replace")
-
-
-def _read_nonblocking(fd):
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 65536)
-    except BlockingIOError:
-        return b""
 
 
 def _parse_layers(data):
@@ -397,39 +288,3 @@ def _killed_reason(rc, timed_out, stderr):
     if rc and "[Errno 27] File too large" in tail:
         return "file_size"  # Python ignores SIGXFSZ, so the limit surfaces as EFBIG
     return None
-
-
-def _remove_tree(path):
-    """Delete a tree of any depth without recursion and without ever raising.
-
-    One directory fd at a time, moving down by name and back up through
-    ``..``: hostile depth (thousands of nested directories) cannot hit
-    RecursionError, ENAMETOOLONG or the fd limit in the caller.
-    """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    with contextlib.suppress(OSError):
-        current, names = os.open(path, flags), []
-        try:
-            while True:
-                child = None
-                with os.scandir(current) as entries:
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            child = entry.name
-                            break
-                        os.unlink(entry.name, dir_fd=current)
-                if child is not None:
-                    below = os.open(child, flags, dir_fd=current)
-                    os.close(current)
-                    current = below
-                    names.append(child)
-                elif names:
-                    above = os.open("..", flags, dir_fd=current)
-                    os.close(current)
-                    current = above
-                    os.rmdir(names.pop(), dir_fd=current)
-                else:
-                    break
-        finally:
-            os.close(current)
-        os.rmdir(path)
