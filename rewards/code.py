@@ -80,7 +80,10 @@ def split_tests(tests: Any) -> list[Any]:
             raise ValueError(f"code_exec: tests do not parse as Python: {exc}") from None
         return [ast.get_source_segment(tests, node) or ast.unparse(node) for node in tree.body]
     if isinstance(tests, dict) and isinstance(tests.get("inputs"), list):  # {"inputs": [..], "outputs": [..]}
-        return [{"input": i, "output": o} for i, o in zip(tests["inputs"], tests.get("outputs") or [], strict=True)]
+        inputs, outputs = tests["inputs"], tests.get("outputs")
+        if not isinstance(outputs, list) or len(outputs) != len(inputs):
+            raise ValueError(f"code_exec: tests have {len(inputs)} inputs but outputs {outputs!r:.80}")
+        return [{"input": i, "output": o} for i, o in zip(inputs, outputs, strict=True)]
     return [t if isinstance(t, dict) else str(t) for t in tests]
 
 

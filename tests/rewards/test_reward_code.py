@@ -95,6 +95,8 @@ def test_reward_split_tests():
     src = "assert f(1) == 1\nfor i in range(3):\n    assert f(i) == i\n"
     assert split_tests(src) == ["assert f(1) == 1", "for i in range(3):\n    assert f(i) == i"]
     assert split_tests([{"input": "1", "output": "2"}]) == [{"input": "1", "output": "2"}]
+    with pytest.raises(ValueError, match="2 inputs but outputs"):
+        split_tests({"inputs": ["1", "2"], "outputs": ["1"]})
     assert split_tests(None) == []
     with pytest.raises(ValueError, match="do not parse"):
         split_tests("assert (")
