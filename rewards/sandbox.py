@@ -87,6 +87,7 @@ _SETUP_FAILED = 117  # keep in sync with _sandbox_child.SETUP_FAILED
 _ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 _BWRAP_LAYERS = ("bwrap", "userns", "netns", "pidns", "ipcns", "private_root", "tmpfs_quota")
 _weak_warned = False
+_BWRAP_WORKS: set[tuple[str, str]] = set()  # (bwrap, python) pairs whose trial run worked
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def run_python(
         if mode == "bwrap":
             return _run_bwrap(bwrap_binary(), sandbox_python(), code, stdin, args, audit_hook, limits)
         return _run_weak(code, stdin, args, audit_hook, limits)
-    except (OSError, ValueError, RecursionError, MemoryError) as exc:  # the host failed, not the code
+    except Exception as exc:  # the host failed, not the code; the caller must not raise
         return SandboxResult(False, None, "", f"sandbox error: {type(exc).__name__}: {exc}", False,
                              "sandbox_error", ())
 
@@ -185,12 +186,17 @@ def _warn_weak(why: str) -> str:
     return "weak"
 
 
-@cache
 def _bwrap_problem(bwrap: str, python: str) -> str | None:
-    """Why bubblewrap cannot run code here, or ``None`` when a trial run works."""
+    """Why bubblewrap cannot run code here, or ``None`` when a trial run works (remembered; failures are retried)."""
+    if (bwrap, python) in _BWRAP_WORKS:
+        return None
     limits = {"timeout_s": 10.0, "memory_mb": 512, "max_processes": 16, "disk_mb": 1, "max_output_bytes": 10_000}
-    result = _run_bwrap(bwrap, python, "print('sandbox ok')", "", (), True, limits)
+    try:
+        result = _run_bwrap(bwrap, python, "print('sandbox ok')", "", (), True, limits)
+    except Exception as exc:  # any failure of the trial is a reason to refuse
+        return f"{bwrap} could not start a sandbox ({type(exc).__name__}: {exc})"
     if result.stdout == "sandbox ok\n":
+        _BWRAP_WORKS.add((bwrap, python))
         return None
     detail = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
     return f"{bwrap} could not start a sandbox ({detail})"
