@@ -48,8 +48,7 @@ def _nodes(tree: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
 
 def mutate_tree(tree: Any, rng: random.Random) -> None:
     """One structural change in place: drop, retype, add or reshape a node."""
-    containers = [(p, n) for p, n in _nodes(tree) if isinstance(n, (dict, list)) and n]
-    path, node = rng.choice(containers)
+    node = rng.choice([n for _, n in _nodes(tree) if isinstance(n, (dict, list)) and n])
     key = rng.choice(list(node.keys()) if isinstance(node, dict) else list(range(len(node))))
     action = rng.randrange(5)
     if action == 0:
