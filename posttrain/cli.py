@@ -86,11 +86,14 @@ def plan(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
 @app.command()
 def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs")) -> None:
     """Run only the data curation of RECIPE and print each dataset's report."""
+    from posttrain.locking import sole_writer
     from posttrain.pipeline.datasets import prepare_datasets
+    from posttrain.pipeline.runner import RUN_LOCK
     from posttrain.pipeline.session import open_session
 
     session = open_session(_load(recipe, set_), runs_dir=runs_dir, console=console)
-    prepare_datasets(session, list(session.recipe.datasets), console=console)
+    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+        prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
 @app.command()
