@@ -77,7 +77,7 @@ def test_two_processes_converting_the_embedded_model_at_once_both_succeed(tmp_pa
         for _ in range(2)
     ]
     results = [(w.communicate(timeout=600), w.returncode) for w in workers]
-    for (out, err), code in results:
+    for (_, err), code in results:
         assert code == 0, err[-2000:]
     paths = {out.strip() for (out, _), _ in results}
     assert len(paths) == 1
