@@ -30,15 +30,42 @@ export: {{formats: []}}
 """
 
 
-@pytest.fixture
-def run_one_stage(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Path]:
-    """`run_one_stage(stage_yaml, rows, kind, seed=0)` trains the stage; returns its folder in the run dir."""
+EMBEDDING_SCALE = 10.0
 
-    def run(stage: str, rows: list[dict[str, Any]], kind: str, seed: int = 0) -> Path:
+
+@pytest.fixture(scope="session")
+def learnable_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared tiny model with its (tied) embeddings scaled up, saved to a new folder.
+
+    At the default init (std 0.02) the logits of the tiny model are ~1e-3 and a
+    LoRA on its linear layers can move them by well under one unit (the final
+    norm fixes the hidden state's size, the embeddings are frozen): its answers
+    stay near uniform whatever it is trained on. Measured with GRPO on the digit
+    reward below: x1 moves the mean reward 0.04 -> 0.05, x10 moves it 0.04 -> 0.4.
+    """
+    folder = tmp_path_factory.mktemp("learnable-model")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(EMBEDDING_SCALE)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def run_one_stage(tmp_path: Path, learnable_model_dir: Path) -> Callable[..., Path]:
+    """`run_one_stage(stage_yaml, rows, kind, seed=0, files={})` trains the stage; returns its run folder.
+
+    `files` are written beside the recipe first (a reward module, say).
+    """
+
+    def run(stage: str, rows: list[dict[str, Any]], kind: str, seed: int = 0, files: dict[str, str] | None = None) -> Path:
+        for name, text in (files or {}).items():
+            (tmp_path / name).write_text(text)
         (tmp_path / "data").mkdir(exist_ok=True)
         (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         path = tmp_path / "learn.yaml"
-        path.write_text(RECIPE.format(seed=seed, model=tiny_model_dir, kind=kind, stage=stage))
+        path.write_text(RECIPE.format(seed=seed, model=learnable_model_dir, kind=kind, stage=stage))
         runs = tmp_path / "runs"
         report = run_recipe(load_recipe(path), runs_dir=runs, console=Console(quiet=True))
         name = report.stages[-1].name
@@ -50,13 +77,13 @@ def run_one_stage(tmp_path: Path, tiny_model_dir: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def load_models(tiny_model_dir: Path) -> Callable[[Path], tuple[Any, Any, Any]]:
+def load_models(learnable_model_dir: Path) -> Callable[[Path], tuple[Any, Any, Any]]:
     """`load_models(stage_dir)`: (tokenizer, base model, base + the stage's adapter), both in eval mode."""
 
     def load(stage_dir: Path) -> tuple[Any, Any, Any]:
-        tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-        trained_base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(learnable_model_dir)
+        base = AutoModelForCausalLM.from_pretrained(learnable_model_dir, dtype=torch.float32).eval()
+        trained_base = AutoModelForCausalLM.from_pretrained(learnable_model_dir, dtype=torch.float32)
         trained = PeftModel.from_pretrained(trained_base, stage_dir / "adapter").eval()
         return tokenizer, base, trained
 
