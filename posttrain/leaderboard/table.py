@@ -72,6 +72,8 @@ def delta_test(row: StageScores, other: StageScores, task: str) -> DeltaTest | N
     """The paired test of `row` against `other` on `task`; says why when there can be none."""
     if task not in row.scores or task not in other.scores:
         return None
+    if row.evidence is None and other.evidence is None:
+        return None  # scores kept before per-document results were: nothing to test, nothing to claim
     delta = row.scores[task] - other.scores[task]
     mine = row.evidence.per_doc.get(task) if row.evidence else None
     theirs = other.evidence.per_doc.get(task) if other.evidence else None
