@@ -38,6 +38,8 @@ class PlannedTask:
     """shipped, include, registry or local (a registry or include task on local data files)."""
     metric: str | None = None
     """The headline metric when declared (entry's `metric`, the shipped task's `primary_metric`)."""
+    generated: str = ""
+    """The generated task YAML of a `local` task (two entries with the same name must not share a column)."""
 
 
 @dataclass
@@ -165,13 +167,14 @@ def _plan(
             problems.append((id(entry), problem))
             continue
         assert wrapper is not None
-        plan.tasks.append(PlannedTask(entry.label, entry.label, "local", entry.metric))
+        plan.tasks.append(PlannedTask(entry.label, entry.label, "local", entry.metric, str(wrapper)))
         plan.include_paths.append(wrapper.parent)
         plan.content += [wrapper, *_data_paths(entry)]
         if source == "include":
             plan.include_paths += [p for p in include if p not in plan.include_paths]
     if uses_shipped:
         plan.include_paths.insert(0, eval_tasks_dir())
+    plan.tasks = list(dict.fromkeys(plan.tasks))  # `posttrain` and `arith` both name pt_arith: run it once
     columns = [t.column for t in plan.tasks]
     for dup in sorted({c for c in columns if columns.count(c) > 1}):
         problems.append((None, f"eval task {dup!r} is listed twice; give one entry a `name`"))
