@@ -104,11 +104,11 @@ def leaderboard(
     ] = "table",
 ) -> None:
     """Every evaluated model of every run in RUNS_DIR, best first (by mean chance-normalized score)."""
+    if fmt not in ("table", "md", "json"):
+        raise UserError(f"--format {fmt!r}: choose table, md or json")
     from posttrain.leaderboard.store import LEADERBOARD_DB
     from posttrain.terminal import print_board
 
-    if fmt not in ("table", "md", "json"):
-        raise UserError(f"--format {fmt!r}: choose table, md or json")
     print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console, fmt=fmt)
 
 
