@@ -58,10 +58,13 @@ def resolve_target(ref: str, *, runs_dir: Path) -> EvalTarget:
     path = Path(ref).expanduser()
     if not path.exists() and (runs_dir / ref).exists():
         path = runs_dir / ref
+    for candidate in (path, runs_dir / ref):
+        if candidate.name == "base" and (candidate.parent / "recipe.resolved.yaml").is_file():
+            return _stage_target(ref, candidate)  # base/ exists only when the run evaluated its base
     if path.is_dir():
         if (path / "recipe.resolved.yaml").is_file():
             return _stage_target(ref, path / _last_stage(path))
-        if (path / "stage.json").is_file() or (path.name == "base" and (path.parent / "recipe.resolved.yaml").is_file()):
+        if (path / "stage.json").is_file():
             return _stage_target(ref, path)
         if (path / ADAPTER_CONFIG).is_file():
             return _adapter_target(ref, path)
