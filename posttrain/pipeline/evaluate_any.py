@@ -4,7 +4,7 @@ A model reference is one of: a run (`runs/<name>` or just `<name>`: its last
 stage), a run's stage (`runs/<name>/<stage>`, `<name>/<stage>`, `<name>/base`),
 a PEFT adapter folder (adapter_config.json: loaded on the base it names), a
 Hugging Face model folder, a `.gguf` file, the embedded alias, or a hub id.
-The evaluation lands in `runs/eval/<label>/` (eval.json + samples/) and on
+The evaluation lands in `runs/_eval/<label>/` (eval.json + samples/) and on
 `runs/leaderboard.sqlite` under run `eval`.
 """
 
@@ -31,7 +31,9 @@ from posttrain.rundir import read_json, utc_now
 from posttrain.stagekit.specs import EvalSpec
 
 EVAL_RUN = "eval"
-"""The leaderboard run name (and runs/ folder) of models evaluated on their own."""
+"""The leaderboard run name of models evaluated on their own."""
+EVAL_DIR = "_eval"
+"""Their folder in the runs directory (a recipe name cannot start with `_`, so no run shares it)."""
 
 
 @dataclass
@@ -141,12 +143,12 @@ def _slug(text: str) -> str:
 
 
 def evaluate_reference(ref: str, spec: EvalSpec, *, runs_dir: Path, seed: int, console: Console) -> EvalOutcome:
-    """Evaluate the model `ref` names on `spec` into runs/eval/<label>/ and record it on the leaderboard."""
+    """Evaluate the model `ref` names on `spec` into runs/_eval/<label>/ and record it on the leaderboard."""
     from posttrain.models.loading import load_tokenizer
 
     target = resolve_target(ref, runs_dir=runs_dir)
     tokenizer = load_tokenizer(target.tokenizer_path)
-    folder = runs_dir / EVAL_RUN / _slug(target.label)
+    folder = runs_dir / EVAL_DIR / _slug(target.label)
     scores = evaluate_folder(
         spec, folder, target.identity, target.load, tokenizer=tokenizer, console=console, label=target.label,
         seed=seed, extra={"model_ref": ref},

@@ -55,7 +55,7 @@ def test_adapter_folder_is_loaded_on_its_base_and_scored_like_in_process(
     proc = _posttrain("eval", str(adapter_dir), "--tasks", "pt_arith_mc", "--limit", "6", "--seed", "42",
                       "--runs-dir", str(runs), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    saved = json.loads((runs / "eval" / adapter_dir.name / "eval.json").read_text())
+    saved = json.loads((runs / "_eval" / adapter_dir.name / "eval.json").read_text())
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(adapter_dir)).eval()
     expected = evaluate_model(model, tiny_tokenizer, tasks=["pt_arith_mc"], limit=6, seed=42)
@@ -83,7 +83,7 @@ def test_a_run_and_its_stages_resolve(adapter_dir: Path, tiny_model_dir: Path, t
 
     spec = EvalSpec(tasks=["pt_arith_mc"], limit=3)
     outcome = evaluate_reference("myrun/sft", spec, runs_dir=runs, seed=1, console=Console(quiet=True))
-    assert outcome.folder == runs / "eval" / "myrun_sft"
+    assert outcome.folder == runs / "_eval" / "myrun_sft"
     assert outcome.evidence is not None and outcome.evidence.stats["pt_arith_mc"].n == 3
     assert (outcome.folder / "samples" / "pt_arith_mc.jsonl").is_file()
     assert [r.stage for r in top(runs / "leaderboard.sqlite")] == ["myrun/sft"]

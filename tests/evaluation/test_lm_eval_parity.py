@@ -57,7 +57,7 @@ def test_shipped_suite_through_posttrain_eval_equals_plain_lm_eval(tiny_model_di
     proc = _posttrain("eval", str(tiny_model_dir), "--tasks", "posttrain", "--limit", "5", "--seed", str(SEED),
                       "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = tmp_path / "runs" / "eval" / tiny_model_dir.name
+    folder = tmp_path / "runs" / "_eval" / tiny_model_dir.name
     ours = json.loads((folder / "eval.json").read_text())
 
     plain = _plain_lm_eval(tiny_model_dir, ["pt_arith", "pt_arith_mc", "pt_ifeval"], eval_tasks_dir(), limit=5)
@@ -120,7 +120,7 @@ def test_stock_gsm8k_on_local_data_equals_plain_lm_eval(tiny_model_dir: Path, tm
     proc = _posttrain("eval", str(tiny_model_dir), "--recipe", str(recipe), "--seed", str(SEED),
                       "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    folder = tmp_path / "runs" / "eval" / tiny_model_dir.name
+    folder = tmp_path / "runs" / "_eval" / tiny_model_dir.name
     from_cli = json.loads((folder / "eval.json").read_text())
 
     files = {"test": str(tmp_path / "data" / "gsm8k_test.jsonl"), "train": str(tmp_path / "data" / "gsm8k_train.jsonl")}
