@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.pipeline.evaluate_any import EvalOutcome
-from posttrain.pipeline.plan import RunPlan
-from posttrain.pipeline.runner import RunReport
-from posttrain.recipe.schema import Recipe
+if TYPE_CHECKING:  # type hints only: `posttrain leaderboard` and a failing `posttrain eval` stay quick to start
+    from posttrain.pipeline.evaluate_any import EvalOutcome
+    from posttrain.pipeline.plan import RunPlan
+    from posttrain.pipeline.runner import RunReport
+    from posttrain.recipe.schema import Recipe
 
 _STATUS = {
     "cached": "[green]cached[/]",
@@ -69,14 +71,14 @@ def print_board(db_path: Path, *, task: str | None, limit: int, console: Console
 
     rows = top(db_path, task=task, limit=limit)
     if fmt == "json":
-        console.print_json(json.dumps(board_json(rows)))
+        console.print(json.dumps(board_json(rows), indent=2), markup=False, highlight=False, soft_wrap=True)
         return
     if not rows:
         console.print(f"no results in {db_path} yet (or none with task {task!r})" if task else f"no results in {db_path} yet")
         return
     title = f"leaderboard: {db_path}" + (f" (by {task})" if task else " (by mean chance-normalized score)")
     if fmt == "md":
-        console.print(board_markdown(rows, title), markup=False, highlight=False)
+        console.print(board_markdown(rows, title), markup=False, highlight=False, soft_wrap=True)
         return
     tasks = list(dict.fromkeys(t for row in rows for t in row.scores))
     table = Table(title=title, caption=None if task else RANKING_NOTE)
