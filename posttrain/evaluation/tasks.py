@@ -21,7 +21,7 @@ import yaml
 
 from posttrain.errors import UserError
 from posttrain.evaluation import registry
-from posttrain.evaluation.suite import _scan, shipped_groups, shipped_tasks
+from posttrain.evaluation.suite import scan_folder, shipped_groups, shipped_tasks
 from posttrain.paths import eval_tasks_dir
 from posttrain.stagekit.specs import EvalTask
 
@@ -101,7 +101,8 @@ def check_task_entries(raw_tasks: list[Any], raw_include: Any, *, base_dir: Path
     _, found = _plan([e for _, e in entries], [p for p in include if p.is_dir()], num_fewshot=fewshot)
     index_of = {id(e): i for i, e in entries}
     for entry_key, message in found:
-        problems.append((("eval", "tasks", index_of.get(entry_key, 0)), message))  # type: ignore[call-overload]
+        where: tuple[str | int, ...] = ("eval", "tasks", index_of[entry_key]) if entry_key in index_of else ("eval", "tasks")
+        problems.append((where, message))
     return problems
 
 
@@ -123,7 +124,7 @@ def _plan(
     shipped, groups = shipped_tasks(), shipped_groups()
     included: dict[str, Path] = {}
     for folder in include:
-        found_tasks, found_groups = _scan(folder.resolve())
+        found_tasks, found_groups = scan_folder(folder.resolve())
         included.update({name: info.yaml_path for name, info in found_tasks.items()})
         included.update(dict.fromkeys(found_groups, folder))
     uses_shipped = False
