@@ -20,9 +20,9 @@ TASKS = ["pt_arith", "pt_arith_mc", "pt_ifeval"]
 
 @pytest.fixture(scope="module")
 def results(tiny_model, tiny_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    samples = tmp_path_factory.mktemp("eval") / "samples.jsonl"
+    samples = tmp_path_factory.mktemp("eval") / "samples"
     out = evaluate_model(tiny_model, tiny_tokenizer, tasks=["posttrain"], limit=4, batch_size=4,
-                         log_samples_path=samples)
+                         samples_dir=samples)
     return out, samples
 
 
@@ -44,15 +44,26 @@ def test_every_task_runs_and_scores_the_mean_over_its_documents(results: tuple[d
     json.dumps(out)  # JSON-able as promised
 
 
-def test_samples_are_logged(results: tuple[dict, Path]) -> None:
-    _, samples = results
-    rows = [json.loads(line) for line in samples.read_text().splitlines()]
-    assert {r["task"] for r in rows} == set(TASKS)
-    arith = next(r for r in rows if r["task"] == "pt_arith")
+def test_samples_are_logged_one_file_per_task(results: tuple[dict, Path]) -> None:
+    out, samples = results
+    assert sorted(p.name for p in samples.iterdir()) == [f"{t}.jsonl" for t in TASKS]
+    rows = {t: [json.loads(line) for line in (samples / f"{t}.jsonl").read_text().splitlines()] for t in TASKS}
+    assert all(len(r) == 4 for r in rows.values())
+    arith = rows["pt_arith"][0]
     assert arith["prompt"].startswith("<|im_start|>user\n")  # the chat template was applied
     assert arith["prompt"].endswith('End your reply with "Answer: <number>".<|im_end|>\n<|im_start|>assistant\n')
-    mc = next(r for r in rows if r["task"] == "pt_arith_mc")
+    assert isinstance(arith["response"], str) and arith["target"]
+    assert set(arith["metrics"]) == {"exact_match", "exact_match_flex"}
+    mc = rows["pt_arith_mc"][0]
     assert len(mc["choices"]) == 4 and all(c.startswith("Answer: ") for c in mc["choices"])
+    assert mc["response"] in mc["choices"] and len(mc["loglikelihoods"]) == 4
+    # The per-document values average to the reported score, and say what chance is.
+    for task in TASKS:
+        metric = out["primary"][task]
+        values = [r["metrics"][metric] for r in rows[task]]
+        assert sum(values) / len(values) == pytest.approx(out["tasks"][task][metric])
+    assert out["stats"]["pt_arith_mc"]["chance"] == pytest.approx(0.25)
+    assert out["stats"]["pt_arith"]["chance"] == 0.0
 
 
 def test_peft_model_is_accepted_and_mode_restored(tiny_model, tiny_tokenizer) -> None:
@@ -70,8 +81,9 @@ def test_peft_model_is_accepted_and_mode_restored(tiny_model, tiny_tokenizer) ->
 
 def test_unknown_task_lists_the_available_ones(tiny_model, tiny_tokenizer) -> None:
     with pytest.raises(UserError) as err:
-        evaluate_model(tiny_model, tiny_tokenizer, tasks=["pt_arith", "hellaswag"], limit=1)
-    assert "hellaswag" in str(err.value) and "pt_ifeval" in str(err.value)
+        evaluate_model(tiny_model, tiny_tokenizer, tasks=["pt_arith", "pt_arithh"], limit=1)
+    assert "pt_arithh" in str(err.value) and "pt_ifeval" in str(err.value)
+    assert "did you mean 'pt_arith'" in str(err.value)
     assert available_tasks() == ["pt_arith", "pt_arith_mc", "pt_ifeval", "posttrain"]
 
 
