@@ -46,11 +46,28 @@ def run(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; train nothing.")] = False,
     runs_dir: RunsOpt = Path("runs"),
+    num_processes: Annotated[
+        int | None,
+        typer.Option("--num-processes", min=1, help="Train each stage on N processes (accelerate launch).", show_default=False),
+    ] = None,
+    accelerate_config: Annotated[
+        Path | None,
+        typer.Option("--accelerate-config", help="accelerate config file (DDP, FSDP, DeepSpeed) for training stages."),
+    ] = None,
 ) -> None:
     """Run every stage of RECIPE; completed stages whose inputs are unchanged are reused."""
-    loaded = _load(recipe, set_)
+    launch = [f"launch.num_processes={num_processes}"] if num_processes else []
+    if accelerate_config is not None:  # relative to where the command runs, unlike paths inside the recipe
+        launch.append(f"launch.config={accelerate_config.expanduser().resolve()}")
+    loaded = _load(recipe, [*(set_ or []), *launch])
     if dry_run:
         _show_plan(loaded, runs_dir)
+        return
+    if loaded.recipe.launch.machine_rank > 0:
+        from posttrain.launch.follower import follow_recipe
+
+        joined = follow_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
+        console.print(f"machine {loaded.recipe.launch.machine_rank}: joined {', '.join(joined) or 'no stage'}")
         return
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
