@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source_root), env.get("PYTHONPATH")) if p)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace"
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
+        preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # torchrun stops its workers on SIGTERM
     ) as process:
         try:
             assert process.stdout is not None
@@ -124,6 +126,21 @@ def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
             raise
+
+
+def die_with_parent(sig: int) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux; elsewhere a no-op).
+
+    torchrun starts each worker in a session of its own, so killing the
+    orchestrator's process group (a killed job, `kill -9`) would otherwise leave
+    workers training on, writing checkpoints under the run that resumes next.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
 
 
 def rank_error(stage: str, folder: Path, returncode: int) -> BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_path = Path(args[0])
     rank, _ = rank_and_world()
+    from posttrain.launch.launcher import die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # a killed launcher takes its workers with it
     try:
         run_job(job_path)
     except BaseException as exc:  # every failure, Ctrl-C included, is reported to the orchestrator
