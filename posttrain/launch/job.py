@@ -78,8 +78,12 @@ def datasets_of(job: StageJob) -> dict[str, Any]:
     return prepared
 
 
-def write_result(path: Path, result: StageResult) -> None:
-    payload = {"lineage": result.lineage.to_dict(), "metrics": result.metrics, "facts": facts_to_json(result.facts)}
+def write_result(path: Path, result: StageResult, *, launch: dict[str, Any]) -> None:
+    """`launch` says how the stage actually ran (processes, accelerate's distributed type)."""
+    payload = {
+        "lineage": result.lineage.to_dict(), "metrics": result.metrics, "facts": facts_to_json(result.facts),
+        "launch": launch,
+    }
     path.write_text(json.dumps(payload, indent=1, default=float))
 
 

@@ -8,6 +8,7 @@ them enters the stage's fingerprint.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -94,7 +95,11 @@ def run_launched(
     )
     shape = shape_of(recipe.launch, ctx.base_dir)
     kind = shape.config.distributed_type if shape.config else "DDP"
+    if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"{shape.config.path} is a DeepSpeed config but deepspeed is not installed (pip install deepspeed)")
     console.print(f"launching {stage} on {shape.processes} processes, {shape.machines} machine(s) ({kind})")
+    if shape.config is not None and shape.config.needs_gpus and not _has_gpu():
+        console.print(f"[yellow]no GPU here[/]: accelerate runs a {kind} config as plain DDP on CPU processes (gloo)")
     returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console)
     if returncode == 0 and (folder / RESULT_FILE).exists():
         return read_result(folder / RESULT_FILE)
@@ -170,6 +175,12 @@ def rank_error(stage: str, folder: Path, returncode: int) -> BaseException:
     return TrainingError(
         f"{where} failed: {first['type']}: {first['message']}\n" + "\n".join(trace) + f"\nfull log: {log}"
     )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _tail(path: Path, lines: int = 25) -> str:

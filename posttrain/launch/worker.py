@@ -80,8 +80,17 @@ def run_job(job_path: Path) -> StageResult:
     result = STAGES[spec.type].run(ctx, per_process(spec, world))  # type: ignore[attr-defined]
     result.metrics["processes"] = world
     if rank == 0:
-        write_result(job_path.parent / RESULT_FILE, result)
+        write_result(job_path.parent / RESULT_FILE, result, launch={"processes": world, "distributed_type": _distributed_type()})
     return result
+
+
+def _distributed_type() -> str:
+    """How accelerate actually ran the trainer: on CPUs it runs FSDP and DeepSpeed configs as MULTI_CPU."""
+    from accelerate.state import AcceleratorState
+
+    if not AcceleratorState._shared_state:
+        return "unknown"
+    return str(AcceleratorState().distributed_type.value)
 
 
 def error_record(exc: BaseException, rank: int) -> dict[str, Any]:

@@ -73,7 +73,9 @@ def load_quantized(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: 
         scratch, safe_serialization=True
     )
     try:
-        return load_model(str(scratch), dtype=dtype, trust_remote_code=trust_remote_code, quantize="4bit")
+        model = load_model(str(scratch), dtype=dtype, trust_remote_code=trust_remote_code, quantize="4bit")
+        model.name_or_path = model.config._name_or_path = lineage.base  # adapters record the lineage's base
+        return model
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

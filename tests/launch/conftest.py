@@ -29,3 +29,24 @@ def _one_thread_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     # Launched workers inherit this: N torch processes on a shared 2-core machine must not oversubscribe.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def nf4_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose linear layers NF4 can pack: bitsandbytes' CPU kernels want in_features of 64 or more."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.conftest import build_tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-nf4-model")
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
