@@ -52,13 +52,18 @@ def run(
     ] = None,
     accelerate_config: Annotated[
         Path | None,
-        typer.Option("--accelerate-config", help="accelerate config file (DDP, FSDP, DeepSpeed) for training stages."),
+        typer.Option(
+            "--accelerate-config",
+            help="accelerate config file for training stages, or a shipped one: ddp, fsdp, zero2, zero3.",
+        ),
     ] = None,
 ) -> None:
     """Run every stage of RECIPE; completed stages whose inputs are unchanged are reused."""
     launch = [f"launch.num_processes={num_processes}"] if num_processes else []
-    if accelerate_config is not None:  # relative to where the command runs, unlike paths inside the recipe
-        launch.append(f"launch.config={accelerate_config.expanduser().resolve()}")
+    if accelerate_config is not None:
+        shipped = accelerate_config.parent == Path() and not accelerate_config.suffix  # `ddp`, `zero3`, ...
+        # A file is relative to where the command runs, unlike paths written inside the recipe.
+        launch.append(f"launch.config={accelerate_config if shipped else accelerate_config.expanduser().resolve()}")
     loaded = _load(recipe, [*(set_ or []), *launch])
     if dry_run:
         _show_plan(loaded, runs_dir)
