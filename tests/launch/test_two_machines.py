@@ -1,8 +1,12 @@
-"""Two "machines" on this host: machine 0 runs the recipe, machine 1 joins its training stages.
+"""Two "machines" on this host, started by the shipped Slurm script: machine 0 runs the recipe, machine 1
+joins its training stages.
 
-Both are `posttrain run` commands with the shipped DDP config, 1 process each,
-meeting at 127.0.0.1; they share the run directory as machines of a cluster
-share a filesystem. The stage equals the same recipe trained in 1 process.
+`srun` and `scontrol` are stand-ins that start the script's per-node command
+once per node on this host (SLURM_NODEID 0 and 1, one "GPU" each) and name
+127.0.0.1 as the first node; everything else is real: two `posttrain run`
+commands with the shipped DDP config meet at 127.0.0.1 and share the run
+directory as a cluster's nodes share a filesystem. The stage equals the same
+recipe trained in 1 process.
 """
 
 from __future__ import annotations
@@ -38,6 +42,21 @@ export: {{formats: [peft]}}
 """
 
 
+FAKE_SRUN = """#!/bin/bash
+# Stand-in for srun: run the command once per node, here, in parallel; fail if any node fails.
+while [[ "$1" == --* ]]; do shift; done
+pids=()
+for node in $(seq 0 $((SLURM_NNODES - 1))); do
+  SLURM_NODEID=$node "$@" > "$NODE_LOGS/node$node.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
+"""
+FAKE_SCONTROL = "#!/bin/bash\necho 127.0.0.1\necho 127.0.0.2\n"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,22 +69,24 @@ def test_two_machines_on_one_host(tmp_path: Path, tiny_model_dir: Path) -> None:
     recipe = tmp_path / "two.yaml"
     recipe.write_text(RECIPE.format(model=tiny_model_dir, train=TRAIN))
     runs = tmp_path / "runs"
-    launch = [
-        "--accelerate-config", "ddp", "--num-processes", "2", "--set", "launch.num_machines=2",
-        "--set", "launch.main_process_ip=127.0.0.1", "--set", f"launch.main_process_port={_free_port()}",
-    ]
-    command = [sys.executable, "-m", "posttrain.cli", "run", str(recipe), "--runs-dir", str(runs), *launch]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    machines = [
-        subprocess.Popen(
-            [*command, "--set", f"launch.machine_rank={rank}"], cwd=REPO, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [m.communicate(timeout=400)[0] for m in machines]
-    assert [m.returncode for m in machines] == [0, 0], "\n\n".join(o[-3000:] for o in outputs)
-    assert "machine 1: joined sft" in outputs[1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO), "COLUMNS": "200",
+        "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "1", "SLURM_JOB_NODELIST": "node[1-2]",
+        "MAIN_PORT": str(_free_port()), "POSTTRAIN": f"{sys.executable} -m posttrain.cli", "NODE_LOGS": str(tmp_path),
+    }
+    script = REPO / "scripts" / "slurm" / "posttrain.sbatch"
+    job = subprocess.run(
+        ["bash", str(script), str(recipe), "ddp", "--runs-dir", str(runs)], cwd=REPO, env=env, timeout=400,
+    )
+    logs = [(tmp_path / f"node{n}.log").read_text() for n in (0, 1)]
+    assert job.returncode == 0, "\n\n".join(log[-3000:] for log in logs)
+    assert "machine 1: joined sft" in logs[1]
+    assert "launching sft on 2 processes, 2 machine(s) (MULTI_GPU)" in logs[0]
 
     stage_dir = runs / "two-machines" / "sft"
     assert json.loads((stage_dir / "stage.json").read_text())["status"] == "completed"
