@@ -3,6 +3,7 @@ dequantized base, so the merged export equals dequantized base + cumulative adap
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import bitsandbytes as bnb
@@ -26,12 +27,15 @@ model: {{base: {model}, quantize: 4bit}}
 datasets:
   chat: {{sources: [{{path: data/chat.jsonl}}]}}
   prefs: {{kind: preference, sources: [{{path: data/prefs.jsonl}}]}}
+  prompts: {{kind: prompt, sources: [{{path: data/prompts.jsonl}}]}}
 eval: {{tasks: [pt_arith_mc], limit: 2, batch_size: 2, on_base: false}}
 stages:
   - {{name: sft, type: sft, data: chat, lora: {{r: 4}},
      train: {{max_steps: 2, batch_size: 4, lr: 1.0e-2, logging_steps: 1, max_length: 64}}}}
   - {{name: dpo, type: dpo, data: prefs, lora: {{r: 2}},
      train: {{max_steps: 1, batch_size: 4, lr: 1.0e-2, logging_steps: 1, max_length: 64}}}}
+  - {{name: grpo, type: grpo, data: prompts, rewards: [{{fn: my_rewards.py:longer}}], num_generations: 2,
+     max_completion_length: 8, lora: {{r: 2}}, train: {{max_steps: 1, batch_size: 4, lr: 1.0e-2, logging_steps: 1}}}}
 export: {{formats: [peft, merged]}}
 """
 
@@ -62,6 +66,12 @@ def test_qlora_stages_train_evaluate_and_export_on_the_dequantized_base(
 ) -> None:
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
     write_data(tmp_path / "data")
+    prompts = [{"prompt": [{"role": "user", "content": f"What is {i} + 5?"}], "answer": str(i + 5)} for i in range(4)]
+    (tmp_path / "data" / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prompts))
+    # A graded reward: random text of a random model still differs in length, so GRPO has advantages.
+    (tmp_path / "my_rewards.py").write_text(
+        "def longer(completions, **kwargs):\n    return [len(c[0]['content']) / 40 for c in completions]\n"
+    )
     recipe = tmp_path / "qlora.yaml"
     recipe.write_text(RECIPE.format(model=nf4_model_dir))
     report = run_recipe(load_recipe(recipe), runs_dir=tmp_path / "runs", console=Console(quiet=True))
@@ -74,13 +84,14 @@ def test_qlora_stages_train_evaluate_and_export_on_the_dequantized_base(
         assert sum(w.abs().sum().item() for k, w in weights.items() if "lora_B" in k) > 0, stage.name
         assert "pt_arith_mc" in stage.scores
     assert not (run_dir / "dpo" / "input-merged").exists()  # the fp32 merge quantized for DPO is cleaned up
+    assert [len(s.lineage.adapters) for s in report.stages] == [1, 2, 3]
 
     base = AutoModelForCausalLM.from_pretrained(lineage.base, dtype=torch.float32)
-    with_adapter = PeftModel.from_pretrained(base, run_dir / "dpo" / "export" / "peft").eval()
-    merged = AutoModelForCausalLM.from_pretrained(run_dir / "dpo" / "export" / "merged", dtype=torch.float32).eval()
+    with_adapter = PeftModel.from_pretrained(base, run_dir / "grpo" / "export" / "peft").eval()
+    merged = AutoModelForCausalLM.from_pretrained(run_dir / "grpo" / "export" / "merged", dtype=torch.float32).eval()
     chained = materialize(lineage, dtype="float32").eval()
     on_original = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(nf4_model_dir, dtype=torch.float32), run_dir / "dpo" / "export" / "peft"
+        AutoModelForCausalLM.from_pretrained(nf4_model_dir, dtype=torch.float32), run_dir / "grpo" / "export" / "peft"
     ).eval()
     ids = torch.randint(3, 300, (2, 9))
     with torch.no_grad():
