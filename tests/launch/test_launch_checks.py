@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,9 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.commands.config.config_args import load_config_from_file
+from rich.console import Console
 
-from posttrain.errors import RecipeError
+from posttrain.errors import RecipeError, UserError
 from posttrain.launch.launcher import accelerate_argv
+from posttrain.pipeline.runner import run_recipe
 from posttrain.recipe.launch_checks import config_path, read_accelerate_config, shipped_configs_dir
 from posttrain.recipe.loader import load_recipe
 from tests.launch.conftest import write_data
@@ -121,3 +125,12 @@ def test_launch_settings_pass_through_to_accelerate(recipe: Path, tmp_path: Path
         "--dynamo_backend": "no",
     }
     assert argv[-3:] == ["-m", "posttrain.launch.worker", str(tmp_path / "job.json")]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed is installed here")
+def test_a_deepspeed_config_without_deepspeed_is_a_clear_error(recipe: Path, tmp_path: Path) -> None:
+    loaded = load_recipe(recipe, ["launch.config=zero2", "launch.num_processes=2"])
+    with pytest.raises(UserError, match=r"zero2\.yaml is a DeepSpeed config but deepspeed is not installed"):
+        run_recipe(loaded, runs_dir=tmp_path / "runs", console=Console(quiet=True))
+    stage = json.loads((tmp_path / "runs" / "checks" / "sft" / "stage.json").read_text())
+    assert stage["status"] == "failed"
