@@ -131,10 +131,7 @@ def locate(document: Any, loc: Loc) -> tuple[int, int]:
     node, line, col = document, 0, 0
     for part in loc:
         if isinstance(node, CommentedMap) and part in node:
-            try:
-                line, col = node.lc.key(part)
-            except KeyError:  # a key that --set added has no place in the file
-                break
+            line, col = node.lc.key(part)
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
             line, col = node.lc.item(part)
