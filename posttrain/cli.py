@@ -69,10 +69,7 @@ def run(
         _show_plan(loaded, runs_dir)
         return
     if loaded.recipe.launch.machine_rank > 0:
-        from posttrain.launch.follower import follow_recipe
-
-        joined = follow_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
-        console.print(f"machine {loaded.recipe.launch.machine_rank}: joined {', '.join(joined) or 'no stage'}")
+        _follow(loaded, runs_dir, set(force or ()))
         return
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
@@ -108,11 +105,14 @@ def plan(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
 @app.command()
 def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs")) -> None:
     """Run only the data curation of RECIPE and print each dataset's report."""
+    from posttrain.locking import sole_writer
     from posttrain.pipeline.datasets import prepare_datasets
+    from posttrain.pipeline.runner import RUN_LOCK
     from posttrain.pipeline.session import open_session
 
     session = open_session(_load(recipe, set_), runs_dir=runs_dir, console=console)
-    prepare_datasets(session, list(session.recipe.datasets), console=console)
+    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+        prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
 @app.command()
@@ -144,6 +144,18 @@ def _show_plan(loaded, runs_dir: Path) -> None:
 
     session = open_session(loaded, runs_dir=runs_dir, console=console)
     print_plan(plan_run(session), session.recipe, console=console)
+
+
+def _follow(loaded, runs_dir: Path, force: set[str]) -> None:
+    """Machines 1..M-1: join the launch of every stage machine 0 trains (the same plan, read here)."""
+    from posttrain.launch.follower import follow_stages
+    from posttrain.pipeline.plan import plan_run
+    from posttrain.pipeline.session import open_session
+
+    session = open_session(loaded, runs_dir=runs_dir, console=console)
+    trained = [s.name for s in plan_run(session, force=force).stages if s.status != "cached"]
+    joined = follow_stages(loaded, run_dir=session.run_dir, stages=trained, console=console)
+    console.print(f"machine {loaded.recipe.launch.machine_rank}: joined {', '.join(joined) or 'no stage'}")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,51 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def last_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest complete `checkpoint-N` folder (trainer_state.json is written last)."""
-    candidates = [
-        p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-        and (p / "trainer_state.json").exists()
-    ]
-    return max(candidates, key=lambda p: int(p.name.split("-")[-1]), default=None)
+def usable_checkpoint(checkpoints_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest whole `checkpoint-N` folder, and the newer ones skipped as damaged, with why.
+
+    A process killed while writing, or a disk that filled up, leaves a
+    checkpoint whose files are cut short; resuming from it would crash or
+    silently train from garbage, so the previous one is used instead.
+    """
+    numbered = [p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    skipped: list[tuple[Path, str]] = []
+    for candidate in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            return candidate, skipped
+        skipped.append((candidate, problem))
+    return None, skipped
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is whole."""
+    state = folder / "trainer_state.json"  # the Trainer writes it last
+    if not state.exists():
+        return "no trainer_state.json (it was still being written)"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "trainer_state.json is cut short"
+    for weights in folder.glob("*.safetensors"):
+        if not _safetensors_whole(weights):
+            return f"{weights.name} is cut short"
+    for pickled in [*folder.glob("*.pt"), *folder.glob("*.bin")]:
+        if not zipfile.is_zipfile(pickled):  # torch.save writes a zip whose directory sits at the end
+            return f"{pickled.name} is cut short"
+    return None
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header parses and the file is as long as the tensors it declares."""
+    try:
+        with path.open("rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_len))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + header_len + end
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def utc_now() -> str:

@@ -5,11 +5,13 @@ fresh ``python -I -S -c`` so that the child does not depend on the project
 being importable (or even readable) from inside the sandbox. It has two entry
 points, picked by ``sys.argv[1]``:
 
-``launch``  runs first, as the caller's user. It builds the OS layers
-            (privilege drop, namespaces, private root, rlimits) and then
-            ``exec``s the interpreter again in ``run`` mode. The ``exec`` is
-            what drops the namespace capabilities the setup needed.
-``run``     installs the audit hook and executes ``main.py`` from the cwd.
+``launch``  runs first, as the caller's user and outside any sandbox. It drops
+            root to ``nobody``, sets the rlimits and ``no_new_privs`` and then
+            ``exec``s either bubblewrap (which runs the interpreter again in
+            ``run`` mode inside its namespaces) or, in the weak mode, the
+            interpreter directly.
+``run``     closes inherited descriptors, installs the audit hook and executes
+            ``main.py`` from the cwd.
 
 Only the standard library may be used here, and the file must stay a single
 self-contained script.
@@ -22,23 +24,7 @@ import signal
 import sys
 
 NOBODY = 65534
-SETUP_FAILED = 117  # exit code: namespace setup broke after the point of no return
-
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
+SETUP_FAILED = 117  # exit code: the launcher could not build the sandbox
 
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -63,14 +49,9 @@ def _libc():
     return call
 
 
-def _write(path, text):
-    with open(path, "w") as fh:
-        fh.write(text)
-
-
 def _count_processes(uid):
-    # RLIMIT_NPROC counts every process of the uid, so without a user namespace
-    # the limit has to sit on top of what that uid already runs.
+    # RLIMIT_NPROC counts every process of the uid, so the limit has to sit on
+    # top of what that uid already runs (other sandboxes included).
     count = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -89,7 +70,7 @@ def _drop_to_nobody():
 
 
 def _drop_to_nobody_keeping_read(call):
-    """Become nobody but keep CAP_DAC_READ_SEARCH across exec.
+    """Become nobody but keep CAP_DAC_READ_SEARCH across exec (weak mode only).
 
     For interpreters that nobody cannot reach (e.g. pyenv under a 0700
     /root): the child can still read and traverse everything, so the audit
@@ -107,161 +88,56 @@ def _drop_to_nobody_keeping_read(call):
     call("prctl", PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
 
 
-def _mount_flags(path):
-    # Inside a user namespace a read-only remount must keep the flags that the
-    # outer mount locks (nosuid, nodev, noexec), or the kernel refuses it.
-    st = os.statvfs(path)
-    flags = 0
-    if st.f_flag & os.ST_NOSUID:
-        flags |= MS_NOSUID
-    if st.f_flag & os.ST_NODEV:
-        flags |= MS_NODEV
-    if st.f_flag & os.ST_NOEXEC:
-        flags |= MS_NOEXEC
-    return flags
-
-
-def _build_root(call, cfg, code):
-    """Mount a private root made of read-only binds plus a small tmpfs /sandbox."""
-    root = cfg["workdir"]  # reused as mount point: only this namespace sees the tmpfs
-    call("mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
-    call("mount", b"tmpfs", root.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
-    for path in cfg["binds"]:
-        if not os.path.lexists(path):
-            continue
-        target = root + path
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.islink(path):
-            os.symlink(os.readlink(path), target)
-            continue
-        if os.path.isdir(path):
-            os.mkdir(target)
-        else:
-            open(target, "w").close()
-        call("mount", path.encode(), target.encode(), None, MS_BIND | MS_REC, None)
-        if not path.startswith("/dev/"):
-            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | _mount_flags(target)
-            call("mount", None, target.encode(), None, flags, None)
-    sandbox = root + "/sandbox"
-    os.mkdir(sandbox)
-    opts = f"size={cfg['disk_mb']}m,nr_inodes=1024,mode=0777".encode()
-    call("mount", b"tmpfs", sandbox.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts)
-    with open(sandbox + "/main.py", "w") as fh:
-        fh.write(code)
-    # The private root itself becomes read-only; only /sandbox stays writable.
-    call("mount", None, root.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-    os.chroot(root)
-    os.chdir("/sandbox")
-
-
 def _set_limits(cfg, nproc):
     mem = cfg["memory_mb"] * 1024 * 1024
-    cpu = cfg["cpu_s"]
     limits = {
         resource.RLIMIT_AS: mem,
         resource.RLIMIT_DATA: mem,
-        resource.RLIMIT_CPU: cpu,
+        resource.RLIMIT_CPU: cfg["cpu_s"],
         resource.RLIMIT_FSIZE: cfg["fsize_bytes"],
         resource.RLIMIT_NOFILE: 64,
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_MEMLOCK: 0,
+        resource.RLIMIT_NPROC: nproc,
     }
-    if nproc is not None:
-        limits[resource.RLIMIT_NPROC] = nproc
     for res, value in limits.items():
         resource.setrlimit(res, (value, value))
 
 
-def _exec_run(cfg, layers, status_fd, call):
-    if call is not None:
-        # setuid binaries and file capabilities grant nothing from here on
-        call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        layers.add("no_new_privs")
-    os.write(status_fd, json.dumps(sorted(layers)).encode())
-    os.close(status_fd)
-    argv = [*cfg["run_argv"], json.dumps({"hook": cfg["hook"], "workdir": os.getcwd()})]
-    os.execve(argv[0], argv, cfg["env"])
-
-
-def _launch_namespaced(cfg, status_fd, call, layers):
-    with open(os.path.join(cfg["workdir"], "main.py")) as fh:
-        code = fh.read()
-    as_root = os.geteuid() == 0
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    # Root builds the namespaces directly and drops to nobody afterwards; any
-    # other user needs a user namespace to get the capabilities for it.
-    uid, gid = os.geteuid(), os.getegid()
-    try:
-        call("unshare", flags if as_root else flags | CLONE_NEWUSER)
-    except OSError:
-        return  # refused (e.g. a container's seccomp profile); nothing has changed yet
-    try:
-        if not as_root:
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{uid} {uid} 1")
-            _write("/proc/self/gid_map", f"{gid} {gid} 1")
-            layers.add("userns")
-        layers.update({"netns", "pidns", "ipcns"})
-        # nobody's processes elsewhere count against RLIMIT_NPROC; /proc is
-        # gone after the chroot, so count now.
-        nproc = cfg["max_processes"] + (_count_processes(NOBODY) if as_root else 0)
-        _build_root(call, cfg, code)
-        layers.add("private_root")
-        if as_root:
-            _drop_to_nobody()
-            call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the uid change cleared it
-            layers.add("privdrop")
-    except Exception as exc:  # half-built namespaces: give up, the caller falls back
-        os.write(2, f"sandbox setup failed: {exc}\n".encode())
-        os._exit(SETUP_FAILED)
-    pid = os.fork()  # the child is pid 1 of the new pid namespace: its death ends them all
-    if pid == 0:
-        try:
-            call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            _set_limits(cfg, nproc)
-            layers.add("rlimits")
-            _exec_run(cfg, layers, status_fd, call)
-        finally:  # only reached if exec failed
-            os.write(2, b"sandbox setup failed: exec in the namespace failed\n")
-            os._exit(SETUP_FAILED)
-    os.close(status_fd)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)  # relay the same death to the caller
-    os._exit(os.waitstatus_to_exitcode(status))
-
-
-def _launch_plain(cfg, status_fd, call, layers):
-    if os.geteuid() == 0:
-        if cfg["nobody_can_run"]:
-            _drop_to_nobody()
-            layers.add("privdrop")
-        elif call is not None:
-            _drop_to_nobody_keeping_read(call)
-            layers.add("privdrop_readall")
-    if call is not None:
-        call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    uid = os.geteuid()
-    # root ignores RLIMIT_NPROC; the audit hook is what stops fork there.
-    nproc = None if uid == 0 else _count_processes(uid) + cfg["max_processes"]
-    _set_limits(cfg, nproc)
-    layers.add("rlimits")
-    _exec_run(cfg, layers, status_fd, call)
-
-
 def launch(cfg):
+    """Drop privileges, set limits, then exec the sandbox (``cfg["argv"]``)."""
     status_fd = cfg["status_fd"]
-    layers = {"hook"} if cfg["hook"] else set()
+    layers = set()
     try:
         call = _libc()
         call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        call = None
-    if cfg["namespaces"] and call is not None:
-        _launch_namespaced(cfg, status_fd, call, layers)  # returns only if unshare was refused
-    _launch_plain(cfg, status_fd, call, layers)
+        if os.geteuid() == 0:
+            if cfg["keep_read"]:
+                _drop_to_nobody_keeping_read(call)
+                layers.add("privdrop_readall")
+            else:
+                _drop_to_nobody()
+                layers.add("privdrop")
+            call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the uid change cleared it
+        # Root would ignore RLIMIT_NPROC; from here on the uid is never 0.
+        _set_limits(cfg, _count_processes(os.getuid()) + cfg["max_processes"])
+        layers.add("rlimits")
+        # setuid binaries and file capabilities grant nothing from here on
+        call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        layers.add("no_new_privs")
+        if os.getuid() == 0:
+            raise OSError("still root after the privilege drop")
+    except Exception as exc:
+        os.write(2, f"sandbox setup failed: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+    os.write(status_fd, json.dumps(sorted(layers)).encode())
+    os.close(status_fd)
+    argv = cfg["argv"]
+    try:
+        os.execve(argv[0], argv, cfg["env"])
+    except OSError as exc:
+        os.write(2, f"sandbox setup failed: cannot run {argv[0]}: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
 
 
 # ------------------------------------------------------------------- run side
@@ -284,61 +160,76 @@ def _make_hook(workdir, read_roots):
         "subprocess.", "signal.pthread_kill", "pty.", "gc.get_", "sys._current_frames",
         "_posixsubprocess.", "fcntl.ioctl", "mmap.", "resource.prlimit",
     )
-    denied_imports = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "posix", "_imp"})
+    # Sub-interpreters start without this hook; the test modules can start them too.
+    denied_imports = frozenset({
+        "ctypes", "_ctypes", "_posixsubprocess", "posix", "_imp", "_xxsubinterpreters", "_interpreters",
+        "_xxinterpchannels", "_interpchannels", "_interpqueues", "_testcapi", "_testinternalcapi",
+        "_testmultiphase", "_testsinglephase", "_testimportmultiple", "_ctypes_test", "_xxtestfuzz",
+    })
     path_types = (str, bytes, pathlib.PurePosixPath, pathlib.PosixPath)
 
     def hook(event, args, *, _w=(workdir,), _r=tuple(read_roots), _we=write_events, _re=read_events,
              _dp=denied_prefixes, _di=denied_imports, _pt=path_types, _fi=("__code__", "__kwdefaults__"),
              _wf=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
              _dev=("/dev/null", "/dev/urandom", "/dev/zero"), _real=os.path.realpath, _fs=os.fsdecode,
-             _isfile=os.path.isfile):
+             _isfile=os.path.isfile, _isdir=os.path.isdir, _any=any, _type=type, _bool=bool,
+             _int=int, _str=str, _err=PermissionError):
+        # Builtins come in as keyword defaults too: code that rebinds
+        # builtins.any or builtins.type must not change what the hook sees.
         def resolve(path):
             # An arbitrary __fspath__ could answer the hook with one path and
             # the system call with another, so only plain path types pass.
-            if type(path) not in _pt:
-                raise PermissionError(f"sandbox: {event} with a {type(path).__name__} path")
+            if _type(path) not in _pt:
+                raise _err(f"sandbox: {event} with a {_type(path).__name__} path")
             return _real(_fs(path))
 
         def under(real, roots):
-            return any(real == r or real.startswith(r + "/") for r in roots)
+            return _any(real == r or real.startswith(r + "/") for r in roots)
 
         if event.startswith(_dp):
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "import" and args[0].partition(".")[0] in _di:
-            raise PermissionError(f"sandbox: import of {args[0]} is not allowed")
-        if event == "object.__setattr__" and args[1] in _fi and type(args[0]).__name__ == "function":
-            raise PermissionError("sandbox: rebinding function internals is not allowed")
+            raise _err(f"sandbox: {event} is not allowed")
+        # Every dotted part: an extension module loaded under an alias such
+        # as "pkg._ctypes" still initialises from its last part.
+        if event == "import" and _any(part in _di for part in _str(args[0]).split(".")):
+            raise _err(f"sandbox: import of {args[0]} is not allowed")
+        if event == "object.__setattr__" and args[1] in _fi and _type(args[0]).__name__ == "function":
+            raise _err("sandbox: rebinding function internals is not allowed")
         if event == "open":
             path, mode, flags = args
-            if type(path) is int:
+            if _type(path) is _int:
                 return  # an fd the process already holds
             real = resolve(path)
-            writing = any(c in (mode or "") for c in "wax+") or bool((flags or 0) & _wf)
+            writing = _any(c in (mode or "") for c in "wax+") or _bool((flags or 0) & _wf)
+            # No directory fds anywhere: a dir_fd-relative call is resolved by
+            # the kernel against that fd, while this hook only sees the path.
+            if _isdir(real):
+                raise _err(f"sandbox: cannot open directory {path!r}")
             if under(real, _w):
                 return
-            # Outside the work dir: read-only, and files only (a directory fd
-            # would let dir_fd-relative calls slip past the path checks).
+            # Outside the work dir: read-only, and regular files only.
             if writing or not ((under(real, _r) and _isfile(real)) or real in _dev):
-                raise PermissionError(f"sandbox: cannot open {path!r}")
+                raise _err(f"sandbox: cannot open {path!r}")
         elif event in _we:
             for arg in args:
-                if type(arg) is not int and arg is not None and not under(resolve(arg), _w):
-                    raise PermissionError(f"sandbox: {event} outside the sandbox")
-        elif (event in _re and args and args[0] is not None and type(args[0]) is not int
+                if _type(arg) is not _int and arg is not None and not under(resolve(arg), _w):
+                    raise _err(f"sandbox: {event} outside the sandbox")
+        elif (event in _re and args and args[0] is not None and _type(args[0]) is not _int
               and not under(resolve(args[0]), _w + _r)):
-            raise PermissionError(f"sandbox: {event} outside the sandbox")
+            raise _err(f"sandbox: {event} outside the sandbox")
 
     return hook
 
 
 def run(cfg):
-    with open("main.py") as fh:
+    """Execute ``main.py`` as ``__main__``, under the audit hook when asked."""
+    os.closerange(3, 1024)  # nothing the launcher or bubblewrap held stays reachable
+    with open("main.py", "rb") as fh:
         source = fh.read()
     code = compile(source, "main.py", "exec")
     if cfg["hook"]:
         stdlib = os.path.dirname(os.__file__)
-        sys.addaudithook(_make_hook(os.path.realpath(cfg["workdir"]), [os.path.realpath(stdlib)]))
-    sys.argv = ["main.py"]
+        sys.addaudithook(_make_hook(os.path.realpath(os.getcwd()), [os.path.realpath(stdlib)]))
+    sys.argv = ["main.py", *cfg.get("args", [])]
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
 
 

@@ -54,6 +54,19 @@ def resolve_reward(ref: str, *, base_dir: Path | None = None) -> RewardFn:
     ...
     ValueError: reward 'rewards.math:nope': module 'rewards.math' has no function 'nope'; it has: exact_number, extract_number, math_equivalent, parse_number
     """
+    fn = _resolve(ref, base_dir)
+    # A reward that needs something of the machine (code_exec: an OS sandbox) checks it now, so that a
+    # recipe fails at validation rather than in the middle of training.
+    preflight = getattr(fn, "preflight", None)
+    if callable(preflight):
+        try:
+            preflight()
+        except Exception as exc:
+            raise ValueError(f"reward {ref!r}: {exc}") from None
+    return fn
+
+
+def _resolve(ref: str, base_dir: Path | None) -> RewardFn:
     if not isinstance(ref, str) or not ref.strip():
         raise ValueError(f"reward {ref!r}: expected 'module:function', 'file.py:function' or a built-in name")
     ref = ref.strip()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.errors import UserError
+from posttrain.locking import exclusive
 
 EMBEDDED_ALIASES: dict[str, tuple[str, str]] = {
     # alias: (package that ships the GGUF, hub repo of the same model)
@@ -115,6 +116,14 @@ def convert_gguf(gguf: Path) -> Path:
     target = cache_root() / "models" / f"{gguf.stem}-{_file_digest(gguf)[:12]}-{_CONVERSION_VERSION}"
     if (target / "config.json").exists():
         return target
+    # Two processes converting at once: the second waits, then finds the folder done.
+    with exclusive(target.with_name(target.name + ".lock")):
+        if not (target / "config.json").exists():
+            _convert_into(gguf, target)
+    return target
+
+
+def _convert_into(gguf: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -131,8 +140,8 @@ def convert_gguf(gguf: Path) -> Path:
     model.generation_config = loaded.generation_config
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)  # a folder without config.json is a killed conversion's
     os.replace(tmp, target)
-    return target
 
 
 def _file_digest(path: Path) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 
 from data_prep import dataset_fingerprint, prepare_dataset, texts_fingerprint, tokenizer_id
+from posttrain.failpoints import failpoint
 from posttrain.pipeline.session import RunSession
 
 
@@ -33,11 +34,12 @@ def prepare_datasets(session: RunSession, names: list[str], *, console: Console)
     """Curated datasets (data_prep.PreparedDataset) by name, under `run_dir/data/<name>/`."""
     recipe = session.recipe
     eval_texts = session.eval_texts()
-    return {
-        name: prepare_dataset(
+    prepared = {}
+    for name in names:
+        prepared[name] = prepare_dataset(
             name, recipe.datasets[name], base_dir=session.loaded.base_dir,
             out_dir=session.run_dir / "data" / name, tokenizer=session.tokenizer, eval_texts=eval_texts,
             seed=recipe.seed, console=console,
         )
-        for name in names
-    }
+        failpoint("curation")
+    return prepared

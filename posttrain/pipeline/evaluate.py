@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.evaluation.harness import evaluate_model, headline
+from posttrain.failpoints import failpoint
 from posttrain.fingerprint import fingerprint
 from posttrain.recipe.schema import Recipe
 from posttrain.rundir import read_json, write_json
@@ -38,5 +39,6 @@ def evaluate_cached(
         model, tokenizer, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size, seed=recipe.seed
     )
     scores = headline(results)
+    failpoint("evaluation")
     write_json(folder / "eval.json", {"fingerprint": eval_fp, "label": label, "scores": scores, "results": results})
     return scores

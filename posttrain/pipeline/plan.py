@@ -16,7 +16,7 @@ from posttrain.fingerprint import fingerprint, stage_fingerprint
 from posttrain.pipeline.datasets import dataset_fingerprints, used_datasets
 from posttrain.pipeline.session import RunSession
 from posttrain.recipe.schema import Recipe
-from posttrain.rundir import last_checkpoint, read_json
+from posttrain.rundir import read_json, usable_checkpoint
 from posttrain.stagekit import StageType
 from posttrain.stagekit.specs import StageCommon
 from posttrain.stages import STAGES
@@ -56,6 +56,8 @@ class PlannedStage(StageNode):
     status: Status = "run"
     resume_from: Path | None = None
     """The checkpoint a `resume` continues from."""
+    damaged_checkpoints: list[tuple[Path, str]] = field(default_factory=list)
+    """Newer checkpoints a resume skips, with why (a kill while they were written)."""
 
 
 @dataclass
@@ -114,23 +116,25 @@ def plan_run(session: RunSession, *, force: Iterable[str] = ()) -> RunPlan:
         data_fp = data_fps[node.spec.data]
         stage_fp = stage_fingerprint(node.spec, upstream_fingerprint(node, fingerprints), data_fp, recipe.seed)
         fingerprints[node.name] = stage_fp
-        status, resume_from = _cache_state(session.run_dir / node.name, stage_fp, forced=node.name in forced)
+        status, resume_from, damaged = _cache_state(session.run_dir / node.name, stage_fp, forced=node.name in forced)
         planned.append(
             PlannedStage(
                 spec=node.spec, input=node.input, model_inputs=node.model_inputs, data_fingerprint=data_fp,
-                fingerprint=stage_fp, status=status, resume_from=resume_from,
+                fingerprint=stage_fp, status=status, resume_from=resume_from, damaged_checkpoints=damaged,
             )
         )
     return RunPlan(run_dir=session.run_dir, base_fingerprint=session.base_fingerprint, stages=planned)
 
 
-def _cache_state(stage_dir: Path, stage_fp: str, *, forced: bool) -> tuple[Status, Path | None]:
+def _cache_state(
+    stage_dir: Path, stage_fp: str, *, forced: bool
+) -> tuple[Status, Path | None, list[tuple[Path, str]]]:
     record = read_json(stage_dir / "stage.json") or {}
     if forced:
-        return "forced", None
+        return "forced", None, []
     if record.get("fingerprint") != stage_fp:
-        return ("rerun" if record else "run"), None
+        return ("rerun" if record else "run"), None, []
     if record.get("status") == "completed":
-        return "cached", None
-    checkpoint = last_checkpoint(stage_dir / "checkpoints")
-    return ("resume", checkpoint) if checkpoint else ("rerun", None)
+        return "cached", None, []
+    checkpoint, damaged = usable_checkpoint(stage_dir / "checkpoints")
+    return ("resume" if checkpoint else "rerun"), checkpoint, damaged

@@ -18,9 +18,11 @@ from rich.console import Console
 
 from posttrain.errors import TrainingError, UserError
 from posttrain.export.artifacts import export_stage
+from posttrain.failpoints import failpoint
 from posttrain.leaderboard.render import run_markdown
 from posttrain.leaderboard.store import LEADERBOARD_DB, record
 from posttrain.leaderboard.table import StageScores
+from posttrain.locking import sole_writer
 from posttrain.models.lineage import Lineage, materialize
 from posttrain.pipeline.datasets import prepare_datasets, used_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
@@ -30,7 +32,15 @@ from posttrain.recipe.loader import LoadedRecipe, dump_yaml
 from posttrain.rundir import library_versions, read_json, utc_now, write_json
 from posttrain.stagekit import StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
-from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard
+from posttrain.training.callbacks import (
+    CheckpointFailpoint,
+    MetricsFile,
+    NonFiniteLossGuard,
+    keep_metrics_through,
+)
+
+RUN_LOCK = ".posttrain.lock"
+"""Held by the process writing a run directory; the kernel releases it if that process dies."""
 
 
 @dataclass
@@ -70,11 +80,17 @@ class RunReport:
 def run_recipe(
     loaded: LoadedRecipe, *, runs_dir: Path, force: set[str] | None = None, console: Console | None = None
 ) -> RunReport:
+    """Carry out the recipe's plan; one process at a time per run directory."""
     console = console or Console()
     started = time.time()
-    recipe = loaded.recipe
     session = open_session(loaded, runs_dir=runs_dir, console=console)
-    plan = plan_run(session, force=force or ())
+    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+        return _carry_out(session, runs_dir=runs_dir, force=force or set(), console=console, started=started)
+
+
+def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console: Console, started: float) -> RunReport:
+    recipe = session.recipe
+    plan = plan_run(session, force=force)
     session.run_dir.mkdir(parents=True, exist_ok=True)
     (session.run_dir / "recipe.resolved.yaml").write_text(dump_yaml(recipe.model_dump(mode="json")))
     datasets = prepare_datasets(session, used_datasets(session), console=console)
@@ -119,6 +135,7 @@ def run_recipe(
                 base_scores=base_outcome.scores, recipe=recipe, tokenizer=session.tokenizer,
                 formats=formats if is_last else formats - {"merged"},
             )
+            failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
     _publish(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
     return report
@@ -155,8 +172,12 @@ def _train(
     if stage.status != "resume":
         _clear_stage_dir(stage_dir)
     console.rule(f"stage {stage.name} ({stage.spec.type}) ← {stage.input}")
+    for damaged, why in stage.damaged_checkpoints:
+        console.print(f"[yellow]skipping damaged checkpoint[/] {damaged}: {why}")
+        shutil.rmtree(damaged, ignore_errors=True)
     if stage.resume_from:
         console.print(f"resuming from {stage.resume_from}")
+        keep_metrics_through(stage_dir / "metrics.jsonl", int(stage.resume_from.name.rsplit("-", 1)[-1]))
 
     status = {
         "name": stage.name, "type": stage.spec.type, "fingerprint": stage.fingerprint, "input": stage.input,
@@ -169,7 +190,7 @@ def _train(
         model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
         input=source.lineage, tokenizer=session.tokenizer, datasets=datasets, console=console,
         resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
-        earlier=earlier, callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard()],
+        earlier=earlier, callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint()],
     )
     started = time.time()
     try:
@@ -231,3 +252,4 @@ def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Pa
     for row in rows:
         if row.scores:
             record(db_path, recipe_name, row.label, model_ref, row.scores, fingerprints[row.label], now)
+            failpoint("leaderboard")

@@ -16,7 +16,8 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from posttrain.errors import RecipeError
 from posttrain.recipe.launch_checks import check_launch
@@ -73,16 +74,28 @@ def _line_of(problem: str) -> int:
 def read_yaml(path: Path) -> Any:
     yaml = YAML(typ="rt")
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        document = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise RecipeError(f"{where}: not valid YAML: {exc.problem}") from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ReaderError as exc:  # a control character: ruamel reports its character offset
+        line, col = _line_col(text, exc.position)
+        raise RecipeError(f"{path}:{line}:{col}: not valid YAML: character {exc.character!r} is not allowed") from None
+    except YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, CommentedMap):
         raise RecipeError(f"{path}: a recipe is a YAML mapping (name:, model:, stages: ...)")
     return document
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 def dump_yaml(data: Any) -> str:
@@ -118,7 +131,7 @@ def _describe(path: Path, document: Any, error: dict[str, Any], overridden: set[
 
 
 def _format(path: Path, document: Any, loc: Loc, message: str, overridden: set[Loc]) -> str:
-    if any(loc[: len(o)] == o for o in overridden):
+    if any(loc[: len(o)] == o or o[: len(loc)] == loc for o in overridden):
         where = f"{path} (--set)"
     else:
         line, col = locate(document, loc)
@@ -130,14 +143,16 @@ def locate(document: Any, loc: Loc) -> tuple[int, int]:
     """1-based line:col of the deepest node of `loc` that exists in the YAML tree."""
     node, line, col = document, 0, 0
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line, col = node.lc.key(part)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line, col = node.lc.item(part)
-            node = node[part]
-        else:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line, col = node.lc.key(part)
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, col = node.lc.item(part)
+            else:
+                break
+        except (KeyError, TypeError):  # a node --set created has no place in the file
             break
+        node = node[part]
     return (line + 1, col + 1) if (line or col or node is not document) else (0, 0)
 
 
@@ -180,8 +195,9 @@ def _model_at(document: Any, loc: Loc) -> type[BaseModel] | None:
         node = node[part] if _has(node, part) else None
         if isinstance(part, int) or keyed_by_name:
             keyed_by_name = False
-            if isinstance(node, dict) and node.get("type") in stage_types:
-                model = stage_types[node["type"]]
+            kind = node.get("type") if isinstance(node, dict) else None
+            if isinstance(kind, str) and kind in stage_types:
+                model = stage_types[kind]
             continue
         field = model.model_fields.get(part) if isinstance(model, type) else None
         if field is None:

@@ -81,10 +81,17 @@ def _check_source_files(datasets: dict[str, Any], base_dir: Path) -> list[Proble
         for index, source in enumerate(sources if isinstance(sources, list) else []):
             for key in ("path", "disk"):
                 value = source.get(key) if isinstance(source, dict) else None
-                if isinstance(value, str) and not (base_dir / Path(value).expanduser()).exists():
+                if isinstance(value, str) and not _exists(base_dir / Path(value).expanduser()):
                     where = ("datasets", name, "sources", index, key)
                     problems.append((where, f"file not found: {value} (looked in {base_dir})"))
     return problems
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: no such file
+        return False
 
 
 def _model_input_problem(key: str, ref: str, later: list[Any], base_dir: Path) -> str | None:

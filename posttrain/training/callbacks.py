@@ -9,6 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from posttrain.failpoints import failpoint
+
 
 class MetricsFile(TrainerCallback):
     """Append every log record (loss, lr, rewards, ...) to `metrics.jsonl` with its step."""
@@ -22,6 +24,21 @@ class MetricsFile(TrainerCallback):
         record = {"step": state.global_step, "epoch": state.epoch, **logs}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
+
+
+class CheckpointFailpoint(TrainerCallback):
+    """The `training` failpoint: a test kills the process right after a checkpoint is written."""
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        failpoint("training")
+
+
+def keep_metrics_through(path: Path, step: int) -> None:
+    """Drop log records after `step`: a resumed stage logs those steps again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 class NonFiniteLossGuard(TrainerCallback):

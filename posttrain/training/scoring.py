@@ -79,6 +79,12 @@ def none_safe(fn: Callable[..., list[float]], needs: tuple[str, ...], name: str)
     """`fn` called only on the rows that have every column in `needs`; None for the others."""
 
     def reward(completions: list[Any], **kwargs: Any) -> list[float | None]:
+        try:
+            return scored(completions, **kwargs)
+        except ValueError as exc:  # e.g. code_exec given a test it cannot grade from outside the program
+            raise UserError(f"reward {name!r} cannot score a row of this dataset: {exc}") from exc
+
+    def scored(completions: list[Any], **kwargs: Any) -> list[float | None]:
         n = len(completions)
         keep = [i for i in range(n) if all(_cell(kwargs.get(c), i, n) is not None for c in needs)]
         if len(keep) == n:

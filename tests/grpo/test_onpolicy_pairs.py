@@ -90,3 +90,11 @@ def test_reward_names_stay_unique_for_trl_logs() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_reward_that_cannot_grade_a_row_stops_with_a_user_error_naming_it() -> None:
+    def picky(completions, **kwargs):
+        raise ValueError("test 'for x in y: assert f(x)' cannot be graded outside the program")
+
+    with pytest.raises(UserError, match="reward 'picky' cannot score a row of this dataset: test 'for x"):
+        none_safe(picky, (), "picky")(["a"])

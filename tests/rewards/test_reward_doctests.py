@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["rewards._common", "rewards.math", "rewards.format", "rewards.instructions",
-           "rewards.length", "rewards.code", "rewards.sandbox", "rewards.registry"]
+           "rewards.length", "rewards.code", "rewards._code_cases", "rewards.sandbox", "rewards.registry"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +82,19 @@ def test_reward_resolve_errors_name_the_ref(ref, message):
 
 def test_reward_package_exports():
     assert set(rewards.__all__) >= {"resolve_reward", "BUILTIN_REWARDS", "completion_text"}
+
+
+def test_rewards_never_import_posttrain():
+    # rewards/ is a library the pipeline uses, never the other way round (issue 7): checked in the
+    # source (also lazy imports inside functions) and in a fresh interpreter.
+    package = Path(rewards.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "posttrain" for n in names), f"{path.name} imports {names}"
+    code = ("import sys, rewards, rewards.code, rewards.sandbox, rewards.registry\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'posttrain'))")
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -26,35 +24,15 @@ from pathlib import Path
 import pytest
 
 from rewards.code import code_exec
-from rewards.sandbox import run_python, sandbox_layers
+from rewards.sandbox import run_python
 
 REPO_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
 SECRET_LINE = 'name = "posttrain"'  # a line of REPO_FILE that must not leak
 
-CONFIGS = [
-    pytest.param({}, id="all_layers"),
-    pytest.param({"namespaces": False}, id="hook_and_rlimits"),
-    pytest.param(
-        {"audit_hook": False},
-        id="os_layers_only",
-        marks=pytest.mark.skipif("private_root" not in sandbox_layers(),
-                                 reason="no namespace layer on this machine"),
-    ),
-]
-
-
-@pytest.fixture
-def canary():
-    """A canary file in a world-writable directory, so file permissions alone do not protect it."""
-    folder = Path(tempfile.mkdtemp(prefix="sandbox-canary-"))
-    folder.chmod(0o777)
-    file = folder / "canary.txt"
-    file.write_text("still here")
-    file.chmod(0o666)
-    yield file
-    assert file.read_text() == "still here", "the sandbox let code touch a file outside its directory"
-    assert sorted(p.name for p in folder.iterdir()) == ["canary.txt"], "something was created beside the canary"
-    shutil.rmtree(folder)
+# The sandbox with every layer, and its OS layers alone (no audit hook), so
+# that the OS isolation is shown to hold by itself. The weak mode is not a
+# security boundary and is not expected to pass this suite.
+CONFIGS = [pytest.param({}, id="all_layers"), pytest.param({"audit_hook": False}, id="os_layers_only")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,29 +43,8 @@ def repository_untouched():
     assert before == after, "the repository changed during the hostile suite"
 
 
-def stray_sandbox_processes() -> list[int]:
-    """Processes still running the sandbox child (its source is on their command line)."""
-    stray = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"Code that runs on the *child* side" in cmdline:
-                stray.append(int(entry))
-    return stray
-
-
-def assert_no_strays():
-    deadline = time.monotonic() + 2
-    while stray_sandbox_processes() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert stray_sandbox_processes() == []
-
-
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_sandbox_fork_bomb_is_bounded(cfg):
+def test_sandbox_fork_bomb_is_bounded(cfg, assert_none_left):
     # Each surviving process forks again: 2**7 processes if nothing stops it.
     bomb = """
 import os, time
@@ -106,20 +63,20 @@ time.sleep(0.5)
     assert time.monotonic() - start < 5
     assert "FORK_REFUSED" in result.stdout
     assert result.stdout.count("F\n") <= 8
-    assert_no_strays()
+    assert_none_left()
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_sandbox_infinite_loop_times_out(cfg):
+def test_sandbox_infinite_loop_times_out(cfg, assert_none_left):
     start = time.monotonic()
     result = run_python("import time\nend = time.time() + 60\nwhile time.time() < end: pass", timeout_s=1, **cfg)
     assert result.timed_out and result.killed_reason == "timeout" and not result.ok
     assert time.monotonic() - start < 3
-    assert_no_strays()
+    assert_none_left()
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_sandbox_sleeping_children_are_reaped(cfg):
+def test_sandbox_sleeping_children_are_reaped(cfg, assert_none_left):
     # A child that detaches into its own session must not outlive the run.
     code = """
 import os, time
@@ -132,7 +89,7 @@ except PermissionError:
 """
     result = run_python(code, timeout_s=2, **cfg)
     assert not result.timed_out
-    assert_no_strays()
+    assert_none_left()
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -183,17 +140,10 @@ def test_sandbox_files_outside_are_untouchable(cfg, attack, canary):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
-def test_sandbox_cannot_reach_the_network(cfg):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        server.settimeout(0.2)
-        port = server.getsockname()[1]
-        code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\ns.sendall(b'pwned')"
-        result = run_python(code, **cfg)
-        assert not result.ok
-        with pytest.raises(TimeoutError):
-            server.accept()
+def test_sandbox_cannot_reach_the_network(cfg, listener_port):
+    code = f"import socket\ns = socket.create_connection(('127.0.0.1', {listener_port}), timeout=1)\ns.sendall(b'pwned')"
+    result = run_python(code, **cfg)
+    assert not result.ok  # the listener fixture fails on teardown if a connection arrived
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -242,16 +192,14 @@ def test_sandbox_output_flood_is_capped(cfg):
     assert not result.ok and result.killed_reason == "file_size"
 
 
-@pytest.mark.parametrize("cfg", [c for c in CONFIGS if c.id != "hook_and_rlimits"])
+@pytest.mark.parametrize("cfg", CONFIGS)
 def test_sandbox_disk_filling_hits_the_quota(cfg):
-    # Without a private tmpfs only the per-file size limit applies, so this
-    # case runs where the namespace layer exists.
     code = "for i in range(64):\n    open(f'f{i}', 'wb').write(b'x' * 2**20)\nprint('FILLED')"
     result = run_python(code, disk_mb=8, **cfg)
     assert "FILLED" not in result.stdout and not result.ok
 
 
-def test_sandbox_hostile_completions_earn_nothing(canary):
+def test_sandbox_hostile_completions_earn_nothing(canary, assert_none_left):
     """The same attacks as model replies graded by code_exec: every one scores 0."""
     attacks = [
         "import os\nfor _ in range(7):\n    os.fork()",
@@ -266,7 +214,7 @@ def test_sandbox_hostile_completions_earn_nothing(canary):
     completions = [f"```python\n{code}\n```" for code in attacks]
     scores = code_exec(completions, tests=[["assert True"]] * len(attacks), timeout_s=1)
     assert scores == [0.0] * len(attacks)
-    assert_no_strays()
+    assert_none_left()
 
 
 def test_sandbox_work_dirs_are_removed():
