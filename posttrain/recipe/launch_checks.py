@@ -108,6 +108,8 @@ def check_launch(document: Any, *, base_dir: Path) -> list[Problem]:
             config = read_accelerate_config(config_path(launch["config"], base_dir))
         except ValueError as exc:
             return [(("launch", "config"), str(exc))]
+        except OSError as exc:  # a name too long, a folder without permission, ...
+            return [(("launch", "config"), f"cannot read accelerate config {launch['config']!r}: {exc.strerror}")]
     shape = launch_shape(launch, config)
     problems: list[Problem] = []
     if shape.processes % shape.machines:
