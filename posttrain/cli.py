@@ -46,11 +46,30 @@ def run(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; train nothing.")] = False,
     runs_dir: RunsOpt = Path("runs"),
+    num_processes: Annotated[
+        int | None,
+        typer.Option("--num-processes", min=1, help="Train each stage on N processes (accelerate launch).", show_default=False),
+    ] = None,
+    accelerate_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--accelerate-config",
+            help="accelerate config file for training stages, or a shipped one: ddp, fsdp, zero2, zero3.",
+        ),
+    ] = None,
 ) -> None:
     """Run every stage of RECIPE; completed stages whose inputs are unchanged are reused."""
-    loaded = _load(recipe, set_)
+    launch = [f"launch.num_processes={num_processes}"] if num_processes else []
+    if accelerate_config is not None:
+        shipped = accelerate_config.parent == Path() and not accelerate_config.suffix  # `ddp`, `zero3`, ...
+        # A file is relative to where the command runs, unlike paths written inside the recipe.
+        launch.append(f"launch.config={accelerate_config if shipped else accelerate_config.expanduser().resolve()}")
+    loaded = _load(recipe, [*(set_ or []), *launch])
     if dry_run:
         _show_plan(loaded, runs_dir)
+        return
+    if loaded.recipe.launch.machine_rank > 0:
+        _follow(loaded, runs_dir, set(force or ()))
         return
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
@@ -203,6 +222,18 @@ def _show_plan(loaded, runs_dir: Path) -> None:
 
     session = open_session(loaded, runs_dir=runs_dir, console=console)
     print_plan(plan_run(session), session.recipe, console=console)
+
+
+def _follow(loaded, runs_dir: Path, force: set[str]) -> None:
+    """Machines 1..M-1: join the launch of every stage machine 0 trains (the same plan, read here)."""
+    from posttrain.launch.follower import follow_stages
+    from posttrain.pipeline.plan import plan_run
+    from posttrain.pipeline.session import open_session
+
+    session = open_session(loaded, runs_dir=runs_dir, console=console)
+    trained = [s.name for s in plan_run(session, force=force).stages if s.status != "cached"]
+    joined = follow_stages(loaded, run_dir=session.run_dir, stages=trained, console=console)
+    console.print(f"machine {loaded.recipe.launch.machine_rank}: joined {', '.join(joined) or 'no stage'}")
 
 
 def main() -> None:

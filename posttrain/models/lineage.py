@@ -53,6 +53,33 @@ def materialize(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: boo
     return model
 
 
+def load_quantized(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False, scratch: Path) -> Any:
+    """The lineage's model with its linear layers in NF4, for QLoRA training.
+
+    A lineage with adapters is merged in full precision first (into the
+    dequantized base, never into 4-bit weights), written to `scratch` and
+    quantized from there; `scratch` is removed afterwards.
+    """
+    import shutil
+
+    from posttrain.models.loading import load_model
+
+    if not lineage.adapters:
+        return load_model(
+            lineage.base, dtype=dtype, trust_remote_code=trust_remote_code, revision=lineage.revision,
+            quantize="4bit",
+        )
+    materialize(lineage, dtype="float32", trust_remote_code=trust_remote_code).save_pretrained(
+        scratch, safe_serialization=True
+    )
+    try:
+        model = load_model(str(scratch), dtype=dtype, trust_remote_code=trust_remote_code, quantize="4bit")
+        model.name_or_path = model.config._name_or_path = lineage.base  # adapters record the lineage's base
+        return model
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _lora_scale(config: dict[str, Any]) -> float:
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError("adapters with per-module rank_pattern/alpha_pattern are not supported here")

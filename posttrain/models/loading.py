@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,10 +56,15 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     device: str | None = None,
+    quantize: str | None = None,
 ) -> Any:
-    """A causal LM from a local folder or hub id, weights from safetensors only."""
+    """A causal LM from a local folder or hub id, weights from safetensors only.
+
+    `quantize="4bit"` loads the linear layers in NF4 (bitsandbytes) for QLoRA training.
+    """
     from transformers import AutoModelForCausalLM
 
+    extra = {"quantization_config": nf4_config(dtype)} if quantize == "4bit" else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,
@@ -66,12 +72,60 @@ def load_model(
             trust_remote_code=trust_remote_code,
             revision=revision,
             use_safetensors=True,
+            **extra,
         )
     except OSError as exc:
         raise UserError(f"cannot load model {path!r}: {_first_line(exc)}") from exc
     if device:
         model.to(device)
     return model
+
+
+def nf4_config(dtype: str = "auto") -> Any:
+    """QLoRA's 4-bit NormalFloat with one fp32 scale per 64 weights; matmuls in the recipe's dtype.
+
+    No double quantization: the scales stay exact, so quantizing the dequantized
+    weights again gives back the same 4-bit weights (see `dequantized_base`).
+    """
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(dtype),
+        bnb_4bit_use_double_quant=False,
+    )
+
+
+def dequantized_base(
+    path: str, out_dir: Path, *, trust_remote_code: bool = False, revision: str | None = None
+) -> Path:
+    """Save the model at `path` as it is after NF4 quantization, dequantized to fp32, in `out_dir`.
+
+    QLoRA trains adapters against the 4-bit weights, so the exact base of those
+    adapters is the dequantized model, not the original one: lineages, evaluation
+    and export start from it, and merges go into its fp32 weights, never into 4-bit
+    ones. Written once (the folder is the cache); quantizing it again gives back
+    exactly the same 4-bit weights.
+    """
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+
+    full = load_model(path, dtype="float32", trust_remote_code=trust_remote_code, revision=revision)
+    quantized = load_model(
+        path, dtype="float32", trust_remote_code=trust_remote_code, revision=revision, quantize="4bit"
+    )
+    targets = dict(full.named_modules())
+    with torch.no_grad():
+        for name, module in quantized.named_modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                weight = dequantize_4bit(module.weight.data, module.weight.quant_state)
+                targets[name].weight.copy_(weight.to(torch.float32))
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    full.save_pretrained(partial, safe_serialization=True)
+    load_tokenizer(path, trust_remote_code=trust_remote_code, revision=revision).save_pretrained(partial)
+    partial.rename(out_dir)  # a killed conversion never leaves a half-written cache entry
+    return out_dir
 
 
 def default_device() -> str:

@@ -197,7 +197,7 @@ def _train(
     )
     started = time.time()
     try:
-        result = stage.stage_type.run(ctx, stage.spec)
+        result = _run_stage(session, stage, ctx, console)
     except (TrainingError, UserError, KeyboardInterrupt) as exc:
         status.update(status="failed", error=str(exc) or type(exc).__name__, seconds=time.time() - started)
         write_json(stage_dir / "stage.json", status)
@@ -213,6 +213,15 @@ def _train(
         stage.name, result.lineage, stage.fingerprint, seconds=seconds, metrics=result.metrics, facts=result.facts
     )
     return outcome, result.model
+
+
+def _run_stage(session: RunSession, stage: PlannedStage, ctx: StageContext, console: Console) -> Any:
+    """In this process, or on the recipe's processes and machines under `accelerate launch`."""
+    from posttrain.launch.launcher import is_launched, run_launched
+
+    if not is_launched(session.recipe, session.loaded.base_dir):
+        return stage.stage_type.run(ctx, stage.spec)
+    return run_launched(ctx, recipe=session.recipe, stage=stage.name, tokenizer=session.base.path, console=console)
 
 
 def _saved_lineage(stage_dir: Path, source: Lineage) -> Lineage:

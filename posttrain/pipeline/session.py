@@ -7,6 +7,7 @@ tokenizer read in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from rich.console import Console
 
 from posttrain.fingerprint import fingerprint
 from posttrain.models.lineage import Lineage
-from posttrain.models.loading import load_tokenizer
-from posttrain.models.resolve import ResolvedModel, resolve_model
+from posttrain.models.loading import dequantized_base, load_tokenizer
+from posttrain.models.resolve import ResolvedModel, cache_root, resolve_model
 from posttrain.recipe.loader import LoadedRecipe
 from posttrain.recipe.schema import Recipe
 
@@ -32,14 +33,22 @@ class RunSession:
     def recipe(self) -> Recipe:
         return self.loaded.recipe
 
-    @property
+    @cached_property
     def base_lineage(self) -> Lineage:
-        return Lineage(self.base.path, revision=self.recipe.model.revision)
+        """Where every lineage starts; with `model.quantize: 4bit`, the dequantized NF4 base (made once)."""
+        model = self.recipe.model
+        if model.quantize == "4bit":
+            cache = cache_root() / "models" / f"nf4-{fingerprint(self.base.identity, model.revision)}"
+            return Lineage(str(dequantized_base(
+                self.base.path, cache, trust_remote_code=model.trust_remote_code, revision=model.revision
+            )))
+        return Lineage(self.base.path, revision=model.revision)
 
     @property
     def base_fingerprint(self) -> str:
         model = self.recipe.model
-        return fingerprint(self.base.identity, model.dtype, model.revision)
+        quantized = (model.quantize,) if model.quantize else ()  # fingerprints of unquantized runs unchanged
+        return fingerprint(self.base.identity, model.dtype, model.revision, *quantized)
 
     def eval_texts(self) -> list[str]:
         """Documents of the whole shipped eval suite: `decontaminate: eval` guards all of them, not only

@@ -20,6 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
 from posttrain.errors import RecipeError
+from posttrain.recipe.launch_checks import check_launch
 from posttrain.recipe.overrides import apply_overrides
 from posttrain.recipe.references import check_references
 from posttrain.recipe.schema import Recipe, recipe_model, stage_spec_types
@@ -55,7 +56,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
         problems += [_describe(path, document, err, overridden) for err in exc.errors()]
     problems += [
         _format(path, document, loc, message, overridden)
-        for loc, message in check_references(document, base_dir=path.parent)
+        for loc, message in check_references(document, base_dir=path.parent) + check_launch(document, base_dir=path.parent)
     ]
     if problems:
         problems.sort(key=_line_of)

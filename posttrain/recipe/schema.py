@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, create_model, field_validator
 
 from data_prep.spec import DatasetSpec
 from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
@@ -25,6 +25,33 @@ class ExportSpec(Strict):
     )
 
 
+class LaunchSpec(Strict):
+    """How training stages are launched: in this process, or under `accelerate launch` on N processes.
+
+    Only training stages are launched; data curation, evaluation, export and the
+    leaderboard stay in the orchestrating process. None of these settings enters
+    a stage's fingerprint: the recipe's batch per optimizer step is
+    `train.batch_size × train.grad_accum` on any number of processes (each of N
+    processes accumulates `grad_accum / N` micro-batches), so the same recipe
+    trains the same model on 1 or N processes.
+    """
+
+    config: str | None = Field(
+        None,
+        description="accelerate config file (DDP, FSDP, DeepSpeed): a path relative to the recipe, or the "
+        "name of a shipped one (ddp, fsdp, zero2, zero3). None with num_processes > 1: plain DDP.",
+    )
+    num_processes: PositiveInt | None = Field(
+        None, description="Processes in all, over every machine; default: the config's, else 1."
+    )
+    num_machines: PositiveInt | None = Field(None, description="Machines; default: the config's, else 1.")
+    machine_rank: NonNegativeInt = Field(
+        0, description="This machine's rank; 0 orchestrates, the others only join each training stage."
+    )
+    main_process_ip: str | None = Field(None, description="Address of machine 0 (several machines).")
+    main_process_port: int | None = Field(None, ge=1, le=65535, description="Port of machine 0's rendezvous.")
+
+
 class Recipe(Strict):
     """A whole recipe. `stages` items validate against their type's model (see `recipe_model`)."""
 
@@ -35,6 +62,9 @@ class Recipe(Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec, description="Benchmarks run after every stage.")
     stages: list[StageCommon] = Field(min_length=1, description="Stages, in order; each trains one model.")
     export: ExportSpec = Field(default_factory=ExportSpec, description="Artifacts written for serving engines.")
+    launch: LaunchSpec = Field(
+        default_factory=LaunchSpec, description="Run training stages on several processes or machines."
+    )
 
     @field_validator("name")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from posttrain.models.lineage import Lineage, materialize
+from posttrain.models.lineage import Lineage, load_quantized, materialize
 from posttrain.stagekit.specs import EvalSpec, ModelSpec
 
 
@@ -52,6 +52,12 @@ class StageContext:
         return self.stage_dir / "model"
 
     def load_input_model(self) -> Any:
+        """The model to train: the input lineage, in NF4 when the recipe asks for QLoRA."""
+        if self.model_spec.quantize == "4bit":
+            return load_quantized(
+                self.input, dtype=self.model_spec.dtype, trust_remote_code=self.model_spec.trust_remote_code,
+                scratch=self.stage_dir / "input-merged",
+            )
         return self.load(self.input)
 
     def load(self, lineage: Lineage) -> Any:

@@ -36,6 +36,11 @@ class ModelSpec(Strict):
     prefer_hub: bool = Field(
         False, description="For aliases: load the hub repo instead of the weights embedded in a package."
     )
+    quantize: Literal["4bit"] | None = Field(
+        None,
+        description="4bit: QLoRA. Training stages load their input in NF4 (bitsandbytes) with the LoRA on "
+        "top; lineages, evaluation and export use the dequantized base, so merges never go into 4-bit weights.",
+    )
 
 
 class LoraSpec(Strict):

@@ -23,14 +23,22 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
             f"Checkpoints so far are in {ctx.checkpoints_dir}. Try a lower train.lr or check the data."
         )
     model = trainer.model
+    out_dir = ctx.model_dir if full_finetune else ctx.adapter_dir
+    if trainer.args.world_size > 1:
+        # Several processes: the trainer gathers sharded (FSDP, ZeRO-3) weights and writes on rank 0 only.
+        trainer.save_model(str(out_dir))
+    else:
+        model.save_pretrained(out_dir, safe_serialization=True)
     if full_finetune:
-        model.save_pretrained(ctx.model_dir, safe_serialization=True)
-        ctx.tokenizer.save_pretrained(ctx.model_dir)
+        if trainer.is_world_process_zero():
+            ctx.tokenizer.save_pretrained(ctx.model_dir)
         from posttrain.models.lineage import Lineage
 
         lineage = Lineage(base=str(ctx.model_dir))
     else:
-        model.save_pretrained(ctx.adapter_dir, safe_serialization=True)
         lineage = ctx.input.extended(ctx.adapter_dir)
     model.eval()
-    return StageResult(lineage=lineage, model=model, metrics=dict(output.metrics))
+    # A QLoRA model in memory runs on 4-bit weights; the stage's model is its lineage on the
+    # dequantized base, which the pipeline loads to evaluate what is exported.
+    in_memory = None if getattr(model, "is_loaded_in_4bit", False) else model
+    return StageResult(lineage=lineage, model=in_memory, metrics=dict(output.metrics))

@@ -1,0 +1,198 @@
+"""Run one training stage under `accelerate launch` and bring back its result or its failing rank's error.
+
+The launch settings (processes, machines, DDP/FSDP/DeepSpeed config) decide
+how the work is split, never what is computed: mixed precision follows the
+recipe's `model.dtype` exactly as a single-process run would, and none of
+them enters the stage's fingerprint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from posttrain.errors import TrainingError, UserError
+from posttrain.launch.job import ERRORS_DIR, JOB_FILE, RESULT_FILE, job_for, launch_dir, read_result
+from posttrain.recipe.launch_checks import (
+    LaunchShape,
+    config_path,
+    launch_shape,
+    read_accelerate_config,
+)
+from posttrain.recipe.schema import LaunchSpec, Recipe
+from posttrain.stagekit import StageContext, StageResult
+from posttrain.stagekit.specs import ModelSpec
+
+LOG_FILE = "launch.log"
+DEFAULT_PORT = 29500
+
+
+def shape_of(launch: LaunchSpec, base_dir: Path) -> LaunchShape:
+    """Processes, machines and config of a validated `launch:` block."""
+    config = read_accelerate_config(config_path(launch.config, base_dir)) if launch.config else None
+    return launch_shape(launch.model_dump(), config)
+
+
+def is_launched(recipe: Recipe, base_dir: Path) -> bool:
+    """Whether the recipe's training stages run under `accelerate launch` rather than in this process."""
+    return shape_of(recipe.launch, base_dir).distributed
+
+
+def accelerate_argv(recipe: Recipe, base_dir: Path, job_path: Path) -> list[str]:
+    """The `accelerate launch` command line that runs the worker on `job_path` on this machine."""
+    launch = recipe.launch
+    shape = shape_of(launch, base_dir)
+    argv = [sys.executable, "-m", "accelerate.commands.launch"]
+    if shape.config is not None:
+        argv += ["--config_file", str(shape.config.path)]
+    else:
+        argv += ["--multi_gpu"]  # plain DDP through torchrun; on a CPU the trainer picks gloo
+    port = launch.main_process_port or (DEFAULT_PORT if shape.machines > 1 else _free_port())
+    argv += [
+        "--num_processes", str(shape.processes), "--num_machines", str(shape.machines),
+        "--machine_rank", str(launch.machine_rank), "--main_process_port", str(port),
+        "--mixed_precision", mixed_precision(recipe.model), "--dynamo_backend", "no",
+    ]
+    if launch.main_process_ip:
+        argv += ["--main_process_ip", launch.main_process_ip]
+    return [*argv, "-m", "posttrain.launch.worker", str(job_path)]
+
+
+def mixed_precision(model: ModelSpec) -> str:
+    """accelerate's mixed precision for the recipe's dtype: the same rule as a single-process trainer."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no"
+    if model.dtype == "float16":
+        return "fp16"
+    if model.dtype == "bfloat16" or (model.dtype == "auto" and torch.cuda.is_bf16_supported()):
+        return "bf16"
+    return "no"
+
+
+def run_launched(
+    ctx: StageContext, *, recipe: Recipe, stage: str, tokenizer: str, console: Console
+) -> StageResult:
+    """Train `stage` on the recipe's processes and machines; its result as `run(ctx, spec)` would return it.
+
+    The model stays on disk (`model=None`): the pipeline loads the stage's
+    lineage when it evaluates it.
+    """
+    folder = launch_dir(ctx.stage_dir)
+    for stale in (folder / RESULT_FILE, *(folder / ERRORS_DIR).glob("rank*.json")):
+        stale.unlink(missing_ok=True)
+    job_path = job_for(ctx, recipe=recipe.model_dump(mode="json"), stage=stage, tokenizer=tokenizer).write(
+        folder / JOB_FILE
+    )
+    shape = shape_of(recipe.launch, ctx.base_dir)
+    kind = shape.config.distributed_type if shape.config else "DDP"
+    if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"{shape.config.path} is a DeepSpeed config but deepspeed is not installed (pip install deepspeed)")
+    console.print(f"launching {stage} on {shape.processes} processes, {shape.machines} machine(s) ({kind})")
+    if shape.config is not None and shape.config.needs_gpus and not _has_gpu():
+        console.print(f"[yellow]no GPU here[/]: accelerate runs a {kind} config as plain DDP on CPU processes (gloo)")
+    returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console)
+    if returncode == 0 and (folder / RESULT_FILE).exists():
+        return read_result(folder / RESULT_FILE)
+    raise rank_error(stage, folder, returncode)
+
+
+def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
+    """Run `argv`, copying its output to `log_path` (and to the console unless it is quiet)."""
+    env = dict(os.environ)
+    source_root = Path(__file__).resolve().parents[2]
+    if (source_root / "pyproject.toml").exists():  # a source checkout: the workers import this same code
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source_root), env.get("PYTHONPATH")) if p)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
+        preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # torchrun stops its workers on SIGTERM
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if not console.quiet:
+                    console.out(line.rstrip("\n"), highlight=False)
+            return process.wait()
+        except KeyboardInterrupt:  # the launcher got the same Ctrl-C; give it time to stop its workers
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+
+
+def die_with_parent(sig: int) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux; elsewhere a no-op).
+
+    torchrun starts each worker in a session of its own, so killing the
+    orchestrator's process group (a killed job, `kill -9`) would otherwise leave
+    workers training on, writing checkpoints under the run that resumes next.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
+
+
+def rank_error(stage: str, folder: Path, returncode: int) -> BaseException:
+    """The error of the rank that failed first, as the exception the in-process stage would have raised."""
+    records = []
+    for path in (folder / ERRORS_DIR).glob("rank*.json"):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    log = folder / LOG_FILE
+    if not records:
+        return TrainingError(
+            f"stage {stage}: the launched processes exited with code {returncode} without reporting an error; "
+            f"last lines of {log}:\n{_tail(log)}"
+        )
+    # The first failure is the cause; the others are usually peers losing their connection to it.
+    first = min(records, key=lambda r: (r["kind"] == "crash", r["time"]))
+    where = f"stage {stage}, rank {first['rank']}"
+    if first["kind"] == "interrupted":
+        return KeyboardInterrupt()
+    if first["kind"] == "user":
+        return UserError(f"{where}: {first['message']}")
+    if first["kind"] == "training":
+        return TrainingError(f"{where}: {first['message']}")
+    trace = first["traceback"].strip().splitlines()[-12:]
+    return TrainingError(
+        f"{where} failed: {first['type']}: {first['message']}\n" + "\n".join(trace) + f"\nfull log: {log}"
+    )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _free_port() -> int:
+    # One machine: any free port, so concurrent runs on a host do not meet at 29500.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
