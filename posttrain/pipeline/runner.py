@@ -117,7 +117,7 @@ def run_recipe(
                 stage_dir=run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
                 lineage=outcome.lineage, stage_fingerprint=outcome.fingerprint, scores=outcome.scores,
                 base_scores=base_outcome.scores, recipe=recipe, tokenizer=tokenizer,
-                formats=formats if is_last else formats - {"merged"},
+                formats=formats if is_last else formats - {"merged", "gguf", "ollama"},
             )
     report = RunReport(run_dir=run_dir, base=base_outcome, stages=stage_outcomes, seconds=time.time() - started)
     publish_leaderboard(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)

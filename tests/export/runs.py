@@ -1,0 +1,74 @@
+"""Build run directories as `posttrain run` leaves them, with random-but-nonzero LoRA adapters.
+
+Training is not what the export tests test, so each stage's adapter is a PEFT
+LoRA with random A and B (PEFT's `init_lora_weights=False`), scaled so that it
+visibly changes greedy outputs without turning the model into noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_adapter(base_dir: Path, out: Path, *, r: int, seed: int, scale: float = 0.02,
+                 targets: list[str] | None = None, base_model=None, **lora_kwargs) -> Path:
+    """Save a random PEFT LoRA of rank `r` for the model in `base_dir`."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = base_model or AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets or ALL_PROJECTIONS, lora_dropout=0.0,
+                        init_lora_weights=False, task_type="CAUSAL_LM", **lora_kwargs)
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.copy_(torch.randn_like(param) * scale)
+    peft_model.save_pretrained(out)
+    peft_model.unload()  # leave `base_model` as it was, for the next adapter
+    return out
+
+
+def make_run(runs: Path, base_dir: Path, stages: list[tuple[str, int]], *, name: str = "exp",
+             scale: float = 0.02) -> Path:
+    """A run directory with one completed LoRA stage per (name, rank), each on the one before."""
+    from transformers import AutoModelForCausalLM
+
+    run_dir = runs / name
+    run_dir.mkdir(parents=True)
+    recipe = {
+        "name": name,
+        "model": {"base": str(base_dir)},
+        "datasets": {"chat": {"sources": [{"path": "chat.jsonl"}]}},
+        "eval": {"tasks": ["pt_arith"], "limit": 4},
+        "stages": [
+            {"name": stage, "type": "sft", "data": "chat", "lora": {"r": r}} for stage, r in stages
+        ],
+    }
+    (run_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    base_model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    previous = "base"
+    adapters: list[str] = []
+    for index, (stage, r) in enumerate(stages):
+        adapter = make_adapter(base_dir, run_dir / stage / "adapter", r=r, seed=index + 1, scale=scale,
+                               base_model=base_model)
+        adapters.append(str(adapter))
+        status = {"name": stage, "type": "sft", "status": "completed", "input": previous,
+                  "fingerprint": f"fp-{stage}-{r}", "lineage": {"base": str(base_dir), "adapters": list(adapters)}}
+        (run_dir / stage / "stage.json").write_text(json.dumps(status))
+        (run_dir / stage / "eval.json").write_text(json.dumps({
+            "scores": {"pt_arith": 0.25 + 0.1 * index},
+            "results": {"primary": {"pt_arith": "exact_match"},
+                        "tasks": {"pt_arith": {"exact_match": 0.25 + 0.1 * index, "exact_match_stderr": 0.05}}},
+        }))
+        previous = stage
+    (run_dir / "base").mkdir()
+    (run_dir / "base" / "eval.json").write_text(json.dumps({"scores": {"pt_arith": 0.2}}))
+    return run_dir
