@@ -34,8 +34,9 @@ def expand_formats(formats: list[str] | set[str]) -> list[str]:
     if unknown:
         raise UserError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     wanted = set(formats)
-    for fmt in list(wanted):
-        wanted.update(_NEEDS.get(fmt, ()))
+    for fmt in reversed(FORMATS):  # a format's needs come before it in FORMATS: one pass reaches them all
+        if fmt in wanted:
+            wanted.update(_NEEDS.get(fmt, ()))
     return [f for f in FORMATS if f in wanted]
 
 
