@@ -76,7 +76,13 @@ def go_template(tokenizer: Any) -> tuple[str, list[str]]:
 
 
 def _derive(tokenizer: Any) -> tuple[str, list[str]]:
-    user_text = "user"
+    """Read the wrappers off renders of marker conversations.
+
+    system+user+assistant+user renders as
+    preamble open_sys S close_sys open_user U1 close_user open_asst A1 close_asst open_user U2 close_user generation;
+    renders of a lone system, a lone user and user+assistant message pin down the closings, and a
+    lone user message shows the default system block the template adds when there is none.
+    """
     full = _chat(tokenizer, [
         {"role": "system", "content": _S}, {"role": "user", "content": _U1},
         {"role": "assistant", "content": _A1}, {"role": "user", "content": _U2},
@@ -92,7 +98,7 @@ def _derive(tokenizer: Any) -> tuple[str, list[str]]:
     if p3 != close_assistant + open_user:
         raise ValueError("an assistant turn is not followed by the plain user wrapper")
     generation = _strip_prefix(p4, close_user)
-    open_system = open_user.replace(user_text, "system")
+    open_system = open_user.replace("user", "system")
     if not p0.endswith(open_system):
         raise ValueError("the system wrapper is not the user wrapper with the role name changed")
     preamble = p0[: len(p0) - len(open_system)]
@@ -131,7 +137,6 @@ def write_modelfile(
         lines.append(f"ADAPTER {_relative(adapter_gguf, out_dir)}")
     lines.append(f'TEMPLATE """{template}"""')
     lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in stops]
-    lines.append("PARAMETER temperature 0")
     modelfile = out_dir / filename
     modelfile.write_text("\n".join(lines) + "\n")
     command = ["ollama", "create", name, "-f", str(modelfile)]
