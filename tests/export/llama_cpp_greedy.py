@@ -21,7 +21,7 @@ def main() -> None:
     with open(sys.argv[1]) as handle:
         request = json.load(handle)
     llm = Llama(model_path=request["model"], lora_path=request.get("lora"), n_ctx=512, n_batch=512,
-                n_threads=2, seed=0, verbose=False)
+                n_threads=2, seed=0, verbose=False, logits_all=True)  # eval() keeps logits only then
     eos = llm.token_eos()
     tokens = []
     for prompt in request["prompts"]:
