@@ -75,8 +75,9 @@ def vllm_server(exported: dict[str, dict], tmp_path_factory: pytest.TempPathFact
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}"
+    started = time.time()
     try:
-        deadline = time.time() + STARTUP_S
+        deadline = started + STARTUP_S
         while True:
             if process.poll() is not None:
                 pytest.fail(f"vllm serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
@@ -89,6 +90,7 @@ def vllm_server(exported: dict[str, dict], tmp_path_factory: pytest.TempPathFact
             if time.time() > deadline:
                 pytest.fail(f"vllm serve did not answer in {STARTUP_S}s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
+        print(f"vllm serve answered after {time.time() - started:.0f}s (log: {log_path})")
         yield base_url
     finally:
         _stop(process)
@@ -126,11 +128,18 @@ def _vllm_answers(base_url: str, model: str) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def base_answers(embedded_base: Path) -> list[str]:
+    from posttrain.models.loading import load_model, load_tokenizer
+
+    return _peft_answers(load_model(str(embedded_base), dtype="float32").eval(), load_tokenizer(str(embedded_base)))
+
+
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 def test_vllm_greedy_outputs_equal_peft(stage: str, vllm_server: str, exported: dict, embedded_run: Path,
-                                        embedded_base: Path) -> None:
+                                        embedded_base: Path, base_answers: list[str]) -> None:
     from posttrain.models.lineage import Lineage, materialize
-    from posttrain.models.loading import load_model, load_tokenizer
+    from posttrain.models.loading import load_tokenizer
 
     manifest = exported[stage]
     tokenizer = load_tokenizer(str(embedded_base))
@@ -140,7 +149,6 @@ def test_vllm_greedy_outputs_equal_peft(stage: str, vllm_server: str, exported: 
                             dtype="float32")
     expected = _peft_answers(reference.eval(), tokenizer)
     got = _vllm_answers(vllm_server, manifest["lora_name"])
-    base_answers = _peft_answers(load_model(str(embedded_base), dtype="float32").eval(), tokenizer)
 
     matches = sum(e.strip() == g.strip() for e, g in zip(expected, got, strict=True))
     print(f"vLLM {stage} (rank {manifest['max_lora_rank']} slot): {matches}/{len(PROMPTS)} equal to PEFT")
