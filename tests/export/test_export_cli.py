@@ -64,3 +64,20 @@ def test_rank_vllm_cannot_take_is_refused_before_anything_is_written(
     message = caught.value.render()
     assert "rank 600" in message and "largest --max-lora-rank (512)" in message and "Fix:" in message
     assert not (run / "dpo" / "export").exists()
+
+
+def test_recipe_export_block_takes_the_engine_formats_and_names_a_wrong_one(tmp_path: Path) -> None:
+    from posttrain.errors import RecipeError
+    from posttrain.recipe.loader import load_recipe
+
+    (tmp_path / "chat.jsonl").write_text("")
+    body = ("name: r\nmodel: {base: smollm2-135m-instruct}\ndatasets: {chat: {sources: [{path: chat.jsonl}]}}\n"
+            "stages: [{name: sft, type: sft, data: chat}]\nexport: {formats: [peft, vllm, gguf, ollama%s]}\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(body % "")
+    assert load_recipe(good).recipe.export.formats == ["peft", "vllm", "gguf", "ollama"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(body % ", onnx")
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(bad)
+    assert any("export.formats[4]" in p and ":5:" in p for p in caught.value.problems), caught.value.problems
