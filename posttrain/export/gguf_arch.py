@@ -47,14 +47,16 @@ SUPPORTED = {
     "Qwen2ForCausalLM": GgufArch("qwen2", permute_qk=False),
 }
 
+_BY_MODEL_TYPE = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
 
 def arch_for(config: dict[str, Any]) -> GgufArch:
     """The llama.cpp architecture of a Hugging Face `config.json`, or a UserError saying why not."""
-    names = config.get("architectures") or [config.get("model_type", "?")]
-    arch = SUPPORTED.get(names[0])
+    name = (config.get("architectures") or [_BY_MODEL_TYPE.get(config.get("model_type", ""), config.get("model_type"))])[0]
+    arch = SUPPORTED.get(name)
     if arch is None:
         raise UserError(
-            f"GGUF export supports {', '.join(sorted(SUPPORTED))}; this model is {names[0]} "
+            f"GGUF export supports {', '.join(sorted(SUPPORTED))}; this model is {name} "
             "(export it as peft/merged and convert it with llama.cpp's own converter)"
         )
     rope = rope_settings(config)

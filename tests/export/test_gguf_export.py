@@ -111,3 +111,47 @@ def test_embedded_model_round_trips_to_the_shipped_gguf(tmp_path: Path) -> None:
     for tensor in shipped.tensors:  # q/k included: proves the rope re-ordering matches llama.cpp's
         reference = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
         assert np.abs(np.asarray(mine[tensor.name].data, dtype=np.float32) - reference).max() < 4e-3, tensor.name
+
+
+def test_qwen2_keeps_q_k_rows_and_writes_attention_biases(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from posttrain.export.gguf_export import write_model_gguf
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(config)
+    path = write_model_gguf(tmp_path / "q.gguf", tensors=model.state_dict().items(), config=config.to_dict(),
+                            tokenizer=tokenizer, quant="f16", name="qwen")
+    tensors = _tensors(path)
+    assert _field(path, "general.architecture") == "qwen2"
+    assert {"blk.0.attn_q.bias", "blk.0.attn_k.bias", "blk.0.attn_v.bias", "output.weight"} <= set(tensors)
+    q = model.state_dict()["model.layers.0.self_attn.q_proj.weight"].numpy()
+    assert np.allclose(tensors["blk.0.attn_q.weight"], q, atol=1e-3)  # NEOX rope: rows stay as they are
+
+
+@pytest.mark.parametrize(("pre", "name"), [
+    ({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                            {"type": "ByteLevel", "use_regex": True}]}, "smollm"),
+    ({"type": "ByteLevel", "use_regex": True}, "gpt-2"),
+    ({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"(?i:'s|'t)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"}},
+        {"type": "ByteLevel", "use_regex": False}]}, "qwen2"),
+    ({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"(?i:'s|'t)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"}},
+        {"type": "ByteLevel", "use_regex": False}]}, "llama-bpe"),
+])
+def test_pre_tokenizer_is_named_as_llama_cpp_knows_it(pre: dict, name: str) -> None:
+    from posttrain.export.gguf_vocab import pre_tokenizer_name
+
+    assert pre_tokenizer_name({"pre_tokenizer": pre}) == name
+
+
+def test_unknown_pre_tokenizer_fails_clearly() -> None:
+    from posttrain.export.gguf_vocab import pre_tokenizer_name
+
+    with pytest.raises(UserError, match=r"does not know how llama\.cpp splits text"):
+        pre_tokenizer_name({"pre_tokenizer": {"type": "Metaspace"}})
