@@ -81,7 +81,9 @@ def run_factory():
     """`make_run(runs, base_dir, [(stage, rank), ...])` for tests that build their own run."""
     return make_run
 
-ENGINES = Path(os.environ.get("POSTTRAIN_ENGINES", Path.home() / ".cache" / "posttrain" / "engines")).expanduser()
+def engines_dir() -> Path:
+    """Where scripts/setup_engines.sh puts the engine virtualenvs."""
+    return Path(os.environ.get("POSTTRAIN_ENGINES", Path.home() / ".cache" / "posttrain" / "engines")).expanduser()
 
 
 def engines_required() -> bool:
@@ -91,10 +93,10 @@ def engines_required() -> bool:
 
 def find_engine_python(name: str) -> Path:
     """The python of the engine's own virtualenv (`vllm`, `llama-cpp`), or skip/fail saying how to install it."""
-    venv = ENGINES / f"{name}-venv"
+    venv = engines_dir() / f"{name}-venv"
     if not list(venv.glob(".installed-*")):
         message = (f"the {name} engine is not installed in {venv}; run scripts/setup_engines.sh "
-                   f"(or `make engines`), POSTTRAIN_ENGINES={ENGINES}")
+                   f"(or `make engines`), POSTTRAIN_ENGINES={engines_dir()}")
         if engines_required():
             pytest.fail(message)
         pytest.skip(message)

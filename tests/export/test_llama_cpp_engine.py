@@ -57,6 +57,14 @@ def _llama_cpp(python: Path, tmp_path: Path, model: Path, prompts: list[list[int
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def merged_run(gguf_dir, chats, engine_python, tmp_path_factory) -> dict:
+    """llama.cpp on the merged f16 GGUF: greedy tokens and its tokenization of the chat prompts."""
+    texts, prompts = chats
+    return _llama_cpp(engine_python("llama-cpp"), tmp_path_factory.mktemp("llama"), gguf_dir / "model-f16.gguf",
+                      prompts, texts)
+
+
 def _transformers_greedy(lineage, prompts: list[list[int]], eos: int) -> list[list[int]]:
     from posttrain.models.lineage import materialize
 
@@ -72,13 +80,11 @@ def _transformers_greedy(lineage, prompts: list[list[int]], eos: int) -> list[li
     return answers
 
 
-def test_merged_gguf_greedy_equals_transformers(gguf_dir, chats, embedded_run, embedded_base, engine_python,
-                                                tmp_path) -> None:
+def test_merged_gguf_greedy_equals_transformers(merged_run, chats, embedded_run, embedded_base) -> None:
     from posttrain.models.lineage import Lineage
 
-    python = engine_python("llama-cpp")
-    texts, prompts = chats
-    got = _llama_cpp(python, tmp_path, gguf_dir / "model-f16.gguf", prompts, texts)
+    _, prompts = chats
+    got = merged_run
     assert got["tokenized"] == prompts, "llama.cpp tokenizes the chat prompt differently from the HF tokenizer"
     lineage = Lineage(str(embedded_base), [str(embedded_run / s / "adapter") for s in ("sft", "dpo")])
     expected = _transformers_greedy(lineage, prompts, eos=2)
@@ -87,10 +93,10 @@ def test_merged_gguf_greedy_equals_transformers(gguf_dir, chats, embedded_run, e
     assert matches == len(prompts), list(zip(got["tokens"], expected, strict=True))
 
 
-def test_base_plus_adapter_gguf_equals_merged_gguf(gguf_dir, chats, engine_python, tmp_path) -> None:
+def test_base_plus_adapter_gguf_equals_merged_gguf(gguf_dir, chats, merged_run, engine_python, tmp_path) -> None:
     python = engine_python("llama-cpp")
     _, prompts = chats
-    merged = _llama_cpp(python, tmp_path, gguf_dir / "model-f16.gguf", prompts, [])
+    merged = merged_run
     with_adapter = _llama_cpp(python, tmp_path, gguf_dir / "base-f16.gguf", prompts, [],
                               lora=gguf_dir / "adapter-f16.gguf")
     base_only = _llama_cpp(python, tmp_path, gguf_dir / "base-f16.gguf", prompts, [])
