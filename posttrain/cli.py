@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data, eval, leaderboard.
+"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -204,6 +204,23 @@ def _kv(item: str) -> tuple[str, str | int | float]:
         except ValueError:
             pass
     return key.strip(), value.strip()
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>), or a run name inside --runs-dir.")],
+    stage: Annotated[str | None, typer.Option("--stage", help="Stage to export (default: the last completed).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: peft,merged,vllm,gguf,ollama.")] = "peft,merged",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/STAGE/export).")] = None,
+    runs_dir: RunsOpt = Path("runs"),
+) -> None:
+    """Export a stage of a finished run for serving engines; formats already up to date are reused."""
+    from posttrain.export.run_export import export_run
+
+    run_dir = runs_dir / run if not run.exists() and (runs_dir / run).exists() else run
+    paths = export_run(run_dir.resolve(), stage, [f.strip() for f in formats.split(",") if f.strip()], out)
+    for fmt, path in paths.items():
+        console.print(f"[green]✓[/] {fmt}: {path}")
 
 
 def _load(recipe: Path, overrides: list[str] | None):

@@ -19,6 +19,7 @@ from rich.console import Console
 from posttrain.errors import TrainingError, UserError
 from posttrain.evaluation.record import load_evidence
 from posttrain.export.artifacts import export_stage
+from posttrain.export.run_export import saved_scores
 from posttrain.failpoints import failpoint
 from posttrain.leaderboard.render import run_markdown
 from posttrain.leaderboard.store import LEADERBOARD_DB, record_run
@@ -136,7 +137,9 @@ def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console:
                 stage_dir=session.run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
                 lineage=outcome.lineage, stage_fingerprint=outcome.fingerprint, scores=outcome.scores,
                 base_scores=base_outcome.scores, recipe=recipe, tokenizer=session.tokenizer,
-                formats=formats if is_last else formats - {"merged"},
+                formats=formats if is_last else formats - {"merged", "gguf", "ollama"},
+                stderrs=saved_scores(session.run_dir / outcome.name)[1],
+                recipe_path=str(session.run_dir / "recipe.resolved.yaml"),
             )
             failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)

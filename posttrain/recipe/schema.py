@@ -19,9 +19,10 @@ from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
 
 
 class ExportSpec(Strict):
-    formats: list[Literal["peft", "merged"]] = Field(
+    formats: list[Literal["peft", "merged", "vllm", "gguf", "ollama"]] = Field(
         default_factory=lambda: ["peft", "merged"],
-        description="peft: every stage's cumulative adapter on the base; merged: the last stage's full model.",
+        description="peft: every stage's cumulative adapter on the base; merged: the last stage's full model; "
+        "vllm: a checked `vllm serve` manifest; gguf: llama.cpp files (last stage); ollama: Modelfiles (last stage).",
     )
 
 
