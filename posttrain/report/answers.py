@@ -1,0 +1,132 @@
+"""Answers side by side, and paired significance, from the per-document samples of each evaluated model.
+
+Samples are `samples/<task>.jsonl` beside each eval.json, one line per document:
+`doc_id`, `prompt`, `target`, `response` (the answer after the task's filter) and
+`metrics` (metric name → that document's value).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from posttrain.report.collect import EvalData
+
+ALPHA = 0.05
+
+
+@dataclass
+class Answer:
+    model: str
+    response: str
+    score: float | None
+
+
+@dataclass
+class DocumentAnswers:
+    task: str
+    doc_id: Any
+    prompt: str
+    target: str
+    answers: list[Answer] = field(default_factory=list)
+
+    @property
+    def differ(self) -> bool:
+        """Whether the models disagree: different answers or different scores."""
+        return len({(a.response, a.score) for a in self.answers}) > 1
+
+
+def doc_score(row: dict[str, Any], metric: str | None) -> float | None:
+    """The document's value of the task's headline metric (else its first scalar metric)."""
+    metrics = row.get("metrics") or {}
+    value = metrics.get(metric) if metric else None
+    if value is None:
+        value = next((v for v in metrics.values() if isinstance(v, int | float) and not isinstance(v, bool)), None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, str) else str(value)
+
+
+def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -> list[DocumentAnswers]:
+    """For each task, up to `per_task` documents every model answered, those where the models differ first."""
+    out: list[DocumentAnswers] = []
+    tasks = list(dict.fromkeys(t for _, e in models for t in e.samples))
+    for task in tasks:
+        by_model = {name: {str(r.get("doc_id")): r for r in e.samples.get(task, [])} for name, e in models}
+        present = [name for name in by_model if by_model[name]]
+        if not present:
+            continue
+        common = [d for d in by_model[present[0]] if all(d in by_model[m] for m in present)]
+        docs = []
+        for doc in common:
+            first = by_model[present[0]][doc]
+            entry = DocumentAnswers(task, first.get("doc_id"), _text(first.get("prompt")), _text(first.get("target")))
+            for name, e in models:
+                if name in present:
+                    row = by_model[name][doc]
+                    entry.answers.append(Answer(name, _text(row.get("response")), doc_score(row, e.metric.get(task))))
+            docs.append(entry)
+        docs.sort(key=lambda d: not d.differ)  # stable: documents where something changed come first
+        out += docs[:per_task]
+    return out
+
+
+@dataclass(frozen=True)
+class Paired:
+    """b vs a on the documents both were scored on."""
+
+    delta: float
+    p_value: float | None
+    n: int
+    test: str
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+def per_doc(e: EvalData, task: str) -> dict[str, float]:
+    """doc_id → the headline metric's value, for the documents that have one."""
+    out = {}
+    for row in e.samples.get(task, []):
+        score = doc_score(row, e.metric.get(task))
+        if score is not None:
+            out[str(row.get("doc_id"))] = score
+    return out
+
+
+def paired(a: EvalData, b: EvalData, task: str) -> Paired | None:
+    """Paired comparison of b against a on `task`: exact McNemar for 0/1 scores, None without shared documents.
+
+    The evaluation package has its own paired test (McNemar and a paired
+    bootstrap); this small one covers the 0/1 case the report needs when only
+    samples files are at hand.
+    """
+    va, vb = per_doc(a, task), per_doc(b, task)
+    common = [d for d in va if d in vb]
+    if not common:
+        return None
+    delta = sum(vb[d] - va[d] for d in common) / len(common)
+    if not all(v in (0.0, 1.0) for d in common for v in (va[d], vb[d])):
+        return Paired(delta, None, len(common), "not 0/1 scores: no test")
+    only_a = sum(1 for d in common if va[d] == 1.0 and vb[d] == 0.0)
+    only_b = sum(1 for d in common if va[d] == 0.0 and vb[d] == 1.0)
+    return Paired(delta, mcnemar_exact(only_a, only_b), len(common), "McNemar (exact)")
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: the discordant pairs as a fair coin's Binomial(n, 1/2)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
