@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data.
+"""The `posttrain` command line: run, validate, plan, data, leaderboard, report, compare.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -35,6 +35,35 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a recipe field: --set stages.sft.train.lr=1e-4 (repeatable)."),
 ]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run directories go.")]
+_VERBOSE = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library logs, warnings and progress bars.")] = False,
+) -> None:
+    """Options for every command (before the command's name)."""
+    global _VERBOSE
+    _VERBOSE = verbose
+    if not verbose:
+        from posttrain.quiet import quiet_libraries
+
+        quiet_libraries()
+
+
+def _log_to_run_dir(run_dir: Path) -> None:
+    """Library logs and warnings of this command go to `<run_dir>/log.txt` (and stay off the console)."""
+    if _VERBOSE:
+        return
+    import contextlib
+
+    from posttrain.quiet import detach_library_handlers, log_to_file
+
+    for library in ("transformers", "datasets", "lm_eval"):  # each installs its stderr handler on import
+        with contextlib.suppress(ImportError):
+            __import__(library)
+    detach_library_handlers()
+    log_to_file(run_dir)
 
 
 @app.command()
@@ -55,6 +84,7 @@ def run(
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
 
+    _log_to_run_dir(runs_dir / loaded.recipe.name)
     report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
     print_run_report(report, console=console)
 
@@ -91,7 +121,9 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     from posttrain.pipeline.runner import RUN_LOCK
     from posttrain.pipeline.session import open_session
 
-    session = open_session(_load(recipe, set_), runs_dir=runs_dir, console=console)
+    loaded = _load(recipe, set_)
+    _log_to_run_dir(runs_dir / loaded.recipe.name)
+    session = open_session(loaded, runs_dir=runs_dir, console=console)
     with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
         prepare_datasets(session, list(session.recipe.datasets), console=console)
 
@@ -101,12 +133,57 @@ def leaderboard(
     runs_dir: RunsOpt = Path("runs"),
     task: Annotated[str | None, typer.Option("--task", help="Rank by this task (default: mean over tasks).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Rows to show.")] = 20,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv (stdout) or html (writes RUNS_DIR/leaderboard.html: "
+                                                      "sortable, filterable by task, linked to each run's report).")]
+    = "table",
 ) -> None:
     """Every evaluated model of every run in RUNS_DIR, best first."""
     from posttrain.leaderboard.store import LEADERBOARD_DB
     from posttrain.terminal import print_board
 
+    if fmt not in ("table", "csv", "html"):
+        raise UserError(f"--format {fmt!r}: choose table, csv or html")
+    if fmt in ("csv", "html"):
+        from posttrain.leaderboard.store import top
+        from posttrain.report.board import board_csv, write_board_html
+
+        rows = top(runs_dir / LEADERBOARD_DB, task=task, limit=limit)
+        if fmt == "csv":
+            sys.stdout.write(board_csv(rows))
+        else:
+            console.print(f"board: {write_board_html(rows, runs_dir)}")
+        return
     print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console)
+
+
+RunArg = Annotated[Path, typer.Argument(help="A run directory, or a run's name under --runs-dir.")]
+
+
+def _run_dir(run: Path, runs_dir: Path) -> Path:
+    for candidate in (run, runs_dir / run):
+        if (candidate / "recipe.resolved.yaml").exists() or any(candidate.glob("*/stage.json")):
+            return candidate
+    raise UserError(f"{run}: no run directory there or in {runs_dir} (it holds recipe.resolved.yaml and stage folders)")
+
+
+@app.command()
+def report(run: RunArg, runs_dir: RunsOpt = Path("runs")) -> None:
+    """Write RUN's report.html (one self-contained page) and report.md."""
+    from posttrain.report import write_report
+
+    console.print(f"report: {write_report(_run_dir(run, runs_dir))}")
+
+
+@app.command()
+def compare(
+    run_a: RunArg, run_b: RunArg, runs_dir: RunsOpt = Path("runs"),
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the page (default RUNS_DIR).")] = None,
+) -> None:
+    """Two runs on one page, stage by stage, with paired tests where they were scored on the same documents."""
+    from posttrain.report import write_compare
+
+    page = write_compare(_run_dir(run_a, runs_dir), _run_dir(run_b, runs_dir), out or runs_dir)
+    console.print(f"compare: {page}")
 
 
 def _load(recipe: Path, overrides: list[str] | None):

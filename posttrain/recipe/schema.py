@@ -25,6 +25,19 @@ class ExportSpec(Strict):
     )
 
 
+class TrackingSpec(Strict):
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard event files (training logs and eval scores) under runs/<name>/tensorboard/<stage>/."
+    )
+    mlflow: bool = Field(
+        False, description="Log to MLflow: one run per recipe run, one nested run per stage (training logs, eval scores)."
+    )
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default a local SQLite store, sqlite:///<runs dir>/mlflow.db."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name; default the recipe's name.")
+
+
 class Recipe(Strict):
     """A whole recipe. `stages` items validate against their type's model (see `recipe_model`)."""
 
@@ -35,6 +48,9 @@ class Recipe(Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec, description="Benchmarks run after every stage.")
     stages: list[StageCommon] = Field(min_length=1, description="Stages, in order; each trains one model.")
     export: ExportSpec = Field(default_factory=ExportSpec, description="Artifacts written for serving engines.")
+    tracking: TrackingSpec = Field(
+        default_factory=TrackingSpec, description="Experiment trackers that receive training logs and eval scores."
+    )
 
     @field_validator("name")
     @classmethod
