@@ -6,8 +6,10 @@ run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -51,19 +53,20 @@ def _options(
         quiet_libraries()
 
 
-def _log_to_run_dir(run_dir: Path) -> None:
-    """Library logs and warnings of this command go to `<run_dir>/log.txt` (and stay off the console)."""
+@contextlib.contextmanager
+def _log_to_run_dir(run_dir: Path) -> Iterator[None]:
+    """Library logs, warnings and stderr of this command go to `<run_dir>/log.txt` (and stay off the console)."""
     if _VERBOSE:
+        yield
         return
-    import contextlib
-
-    from posttrain.quiet import detach_library_handlers, log_to_file
+    from posttrain.quiet import detach_library_handlers, log_to_file, stderr_into
 
     for library in ("transformers", "datasets", "lm_eval"):  # each installs its stderr handler on import
         with contextlib.suppress(ImportError):
             __import__(library)
     detach_library_handlers()
-    log_to_file(run_dir)
+    with stderr_into(log_to_file(run_dir)):
+        yield
 
 
 @app.command()
@@ -84,8 +87,8 @@ def run(
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
 
-    _log_to_run_dir(runs_dir / loaded.recipe.name)
-    report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
+    with _log_to_run_dir(runs_dir / loaded.recipe.name):
+        report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
     print_run_report(report, console=console)
 
 
@@ -122,10 +125,10 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     from posttrain.pipeline.session import open_session
 
     loaded = _load(recipe, set_)
-    _log_to_run_dir(runs_dir / loaded.recipe.name)
-    session = open_session(loaded, runs_dir=runs_dir, console=console)
-    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
-        prepare_datasets(session, list(session.recipe.datasets), console=console)
+    with _log_to_run_dir(runs_dir / loaded.recipe.name):
+        session = open_session(loaded, runs_dir=runs_dir, console=console)
+        with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+            prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
 @app.command()

@@ -7,9 +7,12 @@ the libraries print as they normally do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 LIBRARY_LOGGERS = ("transformers", "datasets", "lm_eval", "lm-eval", "peft", "trl", "accelerate", "torch",
@@ -26,6 +29,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info")  # into log.txt, whose handler takes everything
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # else mlflow gives itself a stderr handler
     logging.captureWarnings(True)
     warnings.simplefilter("default")  # every warning is recorded once per place, in log.txt
     root = logging.getLogger()
@@ -56,3 +60,25 @@ def log_to_file(run_dir: Path) -> Path:
         handler.setFormatter(logging.Formatter(_FORMAT))
         root.addHandler(handler)
     return path
+
+
+@contextlib.contextmanager
+def stderr_into(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 to `path` while the block runs: library bars and subprocess chatter included.
+
+    lm-eval draws its per-request bars with an explicit `disable=False` and
+    shells out to git, so neither the tqdm defaults nor logging can reach them;
+    the descriptor can. posttrain's own lines go to stdout and stay visible. The
+    descriptor is restored before an exception leaves the block, so errors and
+    tracebacks reach the terminal.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
