@@ -56,7 +56,15 @@ function filterTask(select) {
   });
 }
 document.querySelectorAll('th').forEach(function (th) { th.addEventListener('click', function () { sortTable(th); }); });
-document.body.dataset.ready = 'yes';
+window.addEventListener('load', function () {
+  // What a reader sees, written where a test can read it: each plot's decoded size, the board's task filter.
+  document.querySelectorAll('img.plot').forEach(function (img) {
+    img.dataset.shown = img.complete && img.naturalWidth > 0 ? img.naturalWidth + 'x' + img.naturalHeight : 'broken';
+  });
+  var select = document.getElementById('task-filter'), m = location.hash.match(/task=([^&]+)/);
+  if (select && m) { select.value = decodeURIComponent(m[1]); filterTask(select); }
+  document.body.dataset.ready = 'yes';
+});
 """
 
 
