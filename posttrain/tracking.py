@@ -17,6 +17,7 @@ and metrics of the stage's MLflow run (the base model's on the parent run).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,11 @@ class Tracker:
         return self.tensorboard or self.mlflow
 
     def start(self) -> None:
+        from posttrain.errors import UserError
+
+        for wanted, module in ((self.tensorboard, "tensorboard"), (self.mlflow, "mlflow"), (self.mlflow, "sqlalchemy")):
+            if wanted and importlib.util.find_spec(module) is None:
+                raise UserError(f"recipe tracking: needs {module}; install it with `pip install 'posttrain[tracking]'`")
         if not self.mlflow:
             return
         from mlflow.tracking import MlflowClient
