@@ -37,6 +37,12 @@ class DocumentAnswers:
         """Whether the models disagree: different answers or different scores."""
         return len({(a.response, a.score) for a in self.answers}) > 1
 
+    @property
+    def changes(self) -> int:
+        """How often the answer or score changes from one model to the next, in pipeline order."""
+        pairs = zip(self.answers, self.answers[1:], strict=False)
+        return sum((a.response, a.score) != (b.response, b.score) for a, b in pairs)
+
 
 def doc_score(row: dict[str, Any], metric: str | None) -> float | None:
     """The document's value of the task's headline metric (else its first scalar metric)."""
@@ -56,7 +62,7 @@ def _text(value: Any) -> str:
 
 
 def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -> list[DocumentAnswers]:
-    """For each task, up to `per_task` documents every model answered, those where the models differ first."""
+    """For each task, up to `per_task` documents every model answered, those that changed most first."""
     out: list[DocumentAnswers] = []
     tasks = list(dict.fromkeys(t for _, e in models for t in e.samples))
     for task in tasks:
@@ -74,7 +80,7 @@ def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -
                     row = by_model[name][doc]
                     entry.answers.append(Answer(name, _text(row.get("response")), doc_score(row, e.metric.get(task))))
             docs.append(entry)
-        docs.sort(key=lambda d: not d.differ)  # stable: documents where something changed come first
+        docs.sort(key=lambda d: -d.changes)  # stable: documents that changed most along the chain come first
         out += docs[:per_task]
     return out
 
