@@ -331,9 +331,20 @@ def exports_section(runs: Sequence[RunData]) -> Section:
 
 def run_sections(runs: Sequence[RunData], *, cached: set[str] | None = None) -> list[Section]:
     """Every section of the page, in reading order."""
-    builders: list[Callable[[], Section | None]] = [
-        lambda: stage_graph(runs, cached), lambda: data_section(runs), lambda: curves_section(runs),
-        lambda: eval_section(runs), lambda: objectives_section(runs), lambda: answers_section(runs),
-        lambda: exports_section(runs),
+    builders: list[tuple[str, Callable[[], Section | None]]] = [
+        ("Stages", lambda: stage_graph(runs, cached)), ("Data", lambda: data_section(runs)),
+        ("Training curves", lambda: curves_section(runs)), ("Evaluation", lambda: eval_section(runs)),
+        ("Held-out objectives", lambda: objectives_section(runs)),
+        ("Answers side by side", lambda: answers_section(runs)), ("Exports", lambda: exports_section(runs)),
     ]
-    return [s for s in (b() for b in builders) if s is not None]
+    sections = []
+    for title, build in builders:
+        try:
+            section = build()
+        except Exception as exc:  # a file in an unexpected shape costs one section, not the report (or the run)
+            text = f"This section could not be built: {type(exc).__name__}: {exc}"
+            section = Section(title.lower().replace(" ", "-"), title, f"<p class='error'>{html.escape(text)}</p>",
+                              text + "\n")
+        if section is not None:
+            sections.append(section)
+    return sections

@@ -79,3 +79,11 @@ def test_a_run_without_samples_or_exports_still_reports(tmp_path: Path, fake_run
     assert "No per-document eval samples were found" in md
     assert "No exports yet." in md
     assert "needs per-document samples" in md
+
+
+def test_a_file_in_an_unexpected_shape_costs_one_section(fake_run: Path) -> None:
+    (fake_run / "data" / "chat" / "report.json").write_text('{"steps": [{"step": "load", "reasons": ["not", "a dict"]}]}')
+    write_report(fake_run)
+    md = (fake_run / "report.md").read_text()
+    assert "## Data\n\nThis section could not be built: AttributeError" in md
+    assert "## Evaluation" in md and "## Answers side by side" in md
