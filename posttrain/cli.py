@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data, leaderboard, report, compare.
+"""The `posttrain` command line: run, validate, plan, data, eval, leaderboard, report, compare.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -136,16 +136,18 @@ def leaderboard(
     runs_dir: RunsOpt = Path("runs"),
     task: Annotated[str | None, typer.Option("--task", help="Rank by this task (default: mean over tasks).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Rows to show.")] = 20,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv (stdout) or html (writes RUNS_DIR/leaderboard.html: "
-                                                      "sortable, filterable by task, linked to each run's report).")]
-    = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, md (markdown), json (with stderr, intervals and each delta's test "
+                                           "and p-value), csv, or html (writes RUNS_DIR/leaderboard.html: sortable, "
+                                           "filterable by task, linked to each run's report).")
+    ] = "table",
 ) -> None:
-    """Every evaluated model of every run in RUNS_DIR, best first."""
+    """Every evaluated model of every run in RUNS_DIR, best first (by mean chance-normalized score)."""
+    if fmt not in ("table", "md", "json", "csv", "html"):
+        raise UserError(f"--format {fmt!r}: choose table, md, json, csv or html")
     from posttrain.leaderboard.store import LEADERBOARD_DB
     from posttrain.terminal import print_board
 
-    if fmt not in ("table", "csv", "html"):
-        raise UserError(f"--format {fmt!r}: choose table, csv or html")
     if fmt in ("csv", "html"):
         from posttrain.leaderboard.store import top
         from posttrain.report.board import board_csv, write_board_html
@@ -156,7 +158,79 @@ def leaderboard(
         else:
             console.print(f"board: {write_board_html(rows, runs_dir)}")
         return
-    print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console)
+    print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console, fmt=fmt)
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="A run or run/stage (runs/<name>[/<stage>]), a model folder, a "
+                                              "PEFT adapter folder, a .gguf file, an alias or a hub id.")],
+    tasks: Annotated[list[str] | None, typer.Option(
+        "--tasks", help="Task or group names, comma-separated or repeated; NAME=FILE runs lm-eval task NAME on a "
+                        "local data file (default: the recipe's, else pt_arith,pt_arith_mc).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Documents per task (default: all).")] = None,
+    include: Annotated[list[Path] | None, typer.Option("--include", help="A folder of your own task YAMLs.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="Few-shot examples per task.")] = None,
+    gen_kwargs: Annotated[str | None, typer.Option(
+        "--gen-kwargs", help="Generation settings for generate_until tasks: max_gen_toks=64,temperature=0.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Eval batch size.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="lm-eval's random seeds.")] = 42,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="Take the eval settings from this recipe's "
+                                                 "`eval` section (--tasks/--limit/... override it).")] = None,
+    runs_dir: RunsOpt = Path("runs"),
+) -> None:
+    """Evaluate MODEL with the same lm-eval code path as a run, print the scores with their uncertainty,
+    and record them on the leaderboard (run `eval`)."""
+    from posttrain.pipeline.evaluate_any import evaluate_reference
+    from posttrain.terminal import print_eval
+
+    spec = _eval_spec(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size)
+    outcome = evaluate_reference(model, spec, runs_dir=runs_dir, seed=seed, console=console)
+    print_eval(outcome, console=console)
+
+
+def _eval_spec(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size):
+    """The eval section of `recipe` (or defaults) with the command line's settings on top."""
+    from pydantic import ValidationError
+
+    from posttrain.stagekit.specs import EvalSpec
+
+    settings = _load(recipe, []).recipe.eval.model_dump(mode="json") if recipe else {"limit": None}
+    if tasks:
+        entries = [t.strip() for raw in tasks for t in raw.split(",") if t.strip()]
+        settings["tasks"] = [
+            {"task": e.split("=", 1)[0], "data_files": e.split("=", 1)[1]} if "=" in e else e for e in entries
+        ]
+    if limit is not None:
+        settings["limit"] = limit
+    if include:
+        settings["include"] = [*settings.get("include", []), *map(str, include)]
+    if num_fewshot is not None:
+        settings["num_fewshot"] = num_fewshot
+    if gen_kwargs:
+        settings["gen_kwargs"] = dict(_kv(item) for item in gen_kwargs.split(",") if item.strip())
+    settings["batch_size"] = batch_size
+    try:
+        spec = EvalSpec.model_validate(settings, context={"base_dir": Path.cwd()})
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise UserError("invalid eval settings", problems=problems) from None
+    from posttrain.evaluation.tasks import plan_tasks
+
+    plan_tasks(spec.tasks, spec.include, num_fewshot=spec.num_fewshot)  # unknown names / missing data: exit 2 now
+    return spec
+
+
+def _kv(item: str) -> tuple[str, str | int | float]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise UserError(f"--gen-kwargs: {item!r} is not key=value")
+    for cast in (int, float):
+        try:
+            return key.strip(), cast(value)
+        except ValueError:
+            pass
+    return key.strip(), value.strip()
 
 
 RunArg = Annotated[Path, typer.Argument(help="A run directory, or a run's name under --runs-dir.")]

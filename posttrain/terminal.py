@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.pipeline.plan import RunPlan
-from posttrain.pipeline.runner import RunReport
-from posttrain.recipe.schema import Recipe
+if TYPE_CHECKING:  # type hints only: `posttrain leaderboard` and a failing `posttrain eval` stay quick to start
+    from posttrain.pipeline.evaluate_any import EvalOutcome
+    from posttrain.pipeline.plan import RunPlan
+    from posttrain.pipeline.runner import RunReport
+    from posttrain.recipe.schema import Recipe
 
 _STATUS = {
     "cached": "[green]cached[/]",
@@ -31,7 +34,7 @@ def print_plan(plan: RunPlan, recipe: Recipe, *, console: Console) -> None:
             stage.name, stage.spec.type, starts_from, stage.spec.data, stage.fingerprint, _STATUS[stage.status]
         )
     console.print(table)
-    console.print(f"eval after each stage: {', '.join(recipe.eval.tasks)} (limit {recipe.eval.limit})")
+    console.print(f"eval after each stage: {', '.join(recipe.eval.task_labels)} (limit {recipe.eval.limit})")
 
 
 def print_run_report(report: RunReport, *, console: Console) -> None:
@@ -59,19 +62,51 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     console.print(f"run directory: {report.run_dir}")
 
 
-def print_board(db_path: Path, *, task: str | None, limit: int, console: Console) -> None:
-    """The cross-run SQLite leaderboard as a table."""
+def print_board(db_path: Path, *, task: str | None, limit: int, console: Console, fmt: str = "table") -> None:
+    """The cross-run SQLite leaderboard as a table, markdown or JSON (with stderr, intervals, delta tests)."""
+    import json
+
+    from posttrain.leaderboard.render import RANKING_NOTE, board_cell, board_json, board_markdown
     from posttrain.leaderboard.store import top
 
     rows = top(db_path, task=task, limit=limit)
+    if fmt == "json":
+        console.print(json.dumps(board_json(rows), indent=2), markup=False, highlight=False, soft_wrap=True)
+        return
     if not rows:
         console.print(f"no results in {db_path} yet (or none with task {task!r})" if task else f"no results in {db_path} yet")
         return
+    title = f"leaderboard: {db_path}" + (f" (by {task})" if task else " (by mean chance-normalized score)")
+    if fmt == "md":
+        console.print(board_markdown(rows, title), markup=False, highlight=False, soft_wrap=True)
+        return
     tasks = list(dict.fromkeys(t for row in rows for t in row.scores))
-    table = Table(title=f"leaderboard: {db_path}" + (f" (by {task})" if task else " (by mean score)"))
-    for column in ("#", "run", "stage", *tasks, "mean", "when"):
+    table = Table(title=title, caption=None if task else RANKING_NOTE)
+    for column in ("#", "run", "stage", *tasks, "mean norm.", "when"):
         table.add_column(column)
     for rank, row in enumerate(rows, 1):
-        scores = [f"{row.scores[t]:.3f}" if t in row.scores else "-" for t in tasks]
+        scores = [board_cell(row, t) for t in tasks]
         table.add_row(str(rank), row.run_name, row.stage, *scores, f"{row.mean:.3f}", row.timestamp)
     console.print(table)
+
+
+def print_eval(outcome: EvalOutcome, *, console: Console) -> None:
+    """One evaluated model: per task the headline metric, score ± stderr, 95% interval, n, normalized score."""
+    table = Table(title=f"eval {outcome.target.label}  ({outcome.folder})")
+    for column in ("task", "metric", "score", "±stderr", "95% interval", "n", "chance", "normalized"):
+        table.add_column(column)
+    notes = []
+    for task, score in outcome.scores.items():
+        s = outcome.evidence.stats.get(task) if outcome.evidence else None
+        if s is None:
+            table.add_row(task, "", f"{score:.3f}", "", "", "", "", "")
+            continue
+        interval = f"[{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]" if s.ci95 else "-"
+        stderr = f"{s.stderr:.3f}" if s.stderr is not None else "-"
+        table.add_row(task, s.metric, f"{score:.3f}", stderr, interval, str(s.n), f"{s.chance:.3f}",
+                      f"{s.normalized:.3f}")
+        if s.note:
+            notes.append(f"{task}: {s.note}")
+    console.print(table)
+    for note in notes:
+        console.print(f"[yellow]note[/] {note}")

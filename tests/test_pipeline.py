@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 from pathlib import Path
@@ -73,15 +74,20 @@ def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp
     for name in ("sft", "dpo"):
         stage = json.loads((run_dir / name / "stage.json").read_text())
         assert stage["status"] == "completed"
-        assert stage["versions"]["trl"]
+        assert stage["versions"]["trl"] == importlib.metadata.version("trl")
         weights = load_file(str(run_dir / name / "adapter" / "adapter_model.safetensors"))
         b_norm = sum(w.abs().sum().item() for k, w in weights.items() if "lora_B" in k)
         assert b_norm > 0, "LoRA B starts at zero: training must have moved it"
         logs = [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines()]
         assert any("loss" in record for record in logs)
-        assert json.loads((run_dir / name / "eval.json").read_text())["scores"]["pt_arith_mc"] >= 0
+        evaluation = json.loads((run_dir / name / "eval.json").read_text())
+        assert evaluation["results"]["n_samples"] == {"pt_arith_mc": 2}, "the recipe's eval limit reaches lm-eval"
+        assert evaluation["scores"] == {"pt_arith_mc": evaluation["results"]["tasks"]["pt_arith_mc"]["acc"]}
+        assert evaluation["scores"]["pt_arith_mc"] in (0.0, 0.5, 1.0)  # a share of 2 documents
     assert (run_dir / "base" / "eval.json").exists()
     assert [s.cached for s in report.stages] == [False, False]
+    for outcome in report.stages:
+        assert outcome.scores == json.loads((run_dir / outcome.name / "eval.json").read_text())["scores"]
     dpo_lineage = report.stages[1].lineage
     assert len(dpo_lineage.adapters) == 2
 

@@ -1,107 +1,106 @@
-"""Score an in-memory model on the shipped lm-eval suite, in process.
+"""Score an in-memory model on lm-eval tasks, in process, with every score's uncertainty.
 
 A stage's model (a PeftModel included) is handed to lm-eval's HFLM directly,
-so nothing is saved and reloaded. Decoding is greedy (the task YAMLs say so)
-and seeds are fixed, so a model gets the same scores every time.
+so nothing is saved and reloaded. Decoding is greedy unless a task says
+otherwise, and seeds are fixed, so a model gets the same scores every time,
+and the same scores plain `lm_eval --model hf` gives on the saved model.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.evaluation.suite import available_tasks, resolve_tasks, shipped_tasks
-from posttrain.paths import eval_tasks_dir
+from posttrain.evaluation.quiet import quiet
+from posttrain.evaluation.samples import chance_level, document_rows, per_doc_values, write_rows
+from posttrain.evaluation.stats import task_stats
+from posttrain.evaluation.suite import available_tasks
+from posttrain.evaluation.tasks import TaskPlan, plan_tasks
+from posttrain.stagekit.specs import EvalSpec, EvalTask
 
-__all__ = ["available_tasks", "evaluate_model", "headline"]
-
-_NOISY_LOGGERS = ("lm_eval", "lm-eval", "transformers", "datasets", "peft", "accelerate")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Mute lm-eval's INFO/WARNING chatter (its tqdm bars stay as a progress sign)."""
-    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-    try:
-        for name in _NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
+__all__ = ["available_tasks", "evaluate_model", "evaluate_spec", "headline"]
 
 
-@lru_cache(maxsize=2)
-def _task_manager(include_path: str) -> Any:
-    # Only the shipped suite: indexing lm-eval's thousands of built-in task YAMLs costs tens of
-    # seconds on a small CPU, and they need downloads we cannot do offline anyway.
+@lru_cache(maxsize=4)
+def _task_manager(include_paths: tuple[str, ...]) -> Any:
+    # Only the folders the plan needs: indexing lm-eval's ~14,000 built-in task YAMLs costs close to a
+    # minute on a small CPU (see tasks.py / registry.py).
     from lm_eval.tasks import TaskManager
 
-    with _quiet():
-        return TaskManager(include_path=include_path, include_defaults=False)
+    with quiet():
+        return TaskManager(include_path=list(include_paths), include_defaults=False)
 
 
-def _compact_metrics(raw: dict[str, Any]) -> dict[str, float | None]:
-    """`{"exact_match,none": 0.5, "exact_match_stderr,none": 0.1}` -> `{"exact_match": 0.5, ...}`."""
+def compact_metrics(raw: dict[str, Any]) -> dict[str, float | None]:
+    """`{"acc,none": 0.5, "acc_stderr,none": 0.1, "exact_match,strict-match": 0}` ->
+    `{"acc": 0.5, "acc_stderr": 0.1, "exact_match,strict-match": 0.0}`."""
     out: dict[str, float | None] = {}
     for key, value in raw.items():
         if "," not in key:  # "alias", "name", "sample_len": bookkeeping, not metrics
             continue
-        metric = key.split(",", 1)[0]
-        out[metric] = float(value) if isinstance(value, int | float) else None  # "N/A" stderr
+        metric, filter_name = key.split(",", 1)
+        name = metric if filter_name == "none" else key
+        out[name] = float(value) if isinstance(value, int | float) else None  # "N/A" stderr
     return out
 
 
-def _write_samples(path: Path, samples: dict[str, list[dict[str, Any]]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for task, rows in samples.items():
-            for s in rows:
-                # arguments: [(context, gen_kwargs)] for generation, [(context, choice), ...] for choices
-                args = [a for a in s.get("arguments", []) if isinstance(a, list | tuple) and a]
-                record = {
-                    "task": task,
-                    "doc_id": s.get("doc_id"),
-                    "prompt": args[0][0] if args else None,
-                    "choices": [a[1] for a in args if isinstance(a[1], str)] or None,
-                    "response": s.get("filtered_resps"),
-                    "target": s.get("target"),
-                    "metrics": {m: s.get(m) for m in s.get("metrics", [])},
-                }
-                f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+def stderr_key(metric: str) -> str:
+    name, _, filter_name = metric.partition(",")
+    return f"{name}_stderr" + (f",{filter_name}" if filter_name else "")
+
+
+def pick_metric(metrics: dict[str, float | None], wanted: str | None) -> str:
+    """The headline metric: `wanted` (with or without its `,filter`), else the task's first metric."""
+    names = [m for m in metrics if "_stderr" not in m]
+    if wanted:
+        for name in names:
+            if name == wanted or name.split(",", 1)[0] == wanted:
+                return name
+        raise UserError(f"metric {wanted!r} is not reported by the task (it reports: {', '.join(names)})")
+    if not names:
+        raise RuntimeError("lm-eval reported no metric")
+    return names[0]
+
+
+def evaluate_spec(model: Any, tokenizer: Any, spec: EvalSpec, *, seed: int, samples_dir: Path | None = None,
+                  device: str | None = None) -> dict[str, Any]:
+    """`evaluate_model` with everything a recipe's `eval` section says."""
+    return evaluate_model(
+        model, tokenizer, tasks=spec.tasks, include=spec.include, limit=spec.limit, num_fewshot=spec.num_fewshot,
+        gen_kwargs=spec.gen_kwargs, batch_size=spec.batch_size, seed=seed, samples_dir=samples_dir, device=device,
+    )
 
 
 def evaluate_model(
     model: Any,
     tokenizer: Any,
     *,
-    tasks: list[str],
+    tasks: Sequence[str | EvalTask],
     limit: int | None,
+    include: Sequence[str | Path] = (),
+    num_fewshot: int | None = None,
+    gen_kwargs: dict[str, Any] | None = None,
     batch_size: int = 8,
     device: str | None = None,
     seed: int = 0,
     apply_chat_template: bool = True,
-    log_samples_path: Path | None = None,
+    samples_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the named tasks (or groups) and return a compact, JSON-able result.
 
     `limit` caps the documents per task (None = all). The model is evaluated on
-    `device` (default: cuda when available, else cpu; moved there if it lives elsewhere) and is left in the train/eval
-    mode it came in. Returns
+    `device` (default: cuda when available, else cpu) and is left in the
+    train/eval mode it came in. With `samples_dir`, each task's per-document
+    results go to `samples_dir/<task>.jsonl` (see samples.py). Returns
     `{"tasks": {task: {metric: value, metric_stderr: value}}, "primary": {task: metric},
-    "limit", "n_samples": {task: n}, "seconds", "lm_eval_version", "apply_chat_template", "seed"}`.
+    "stats": {task: TaskStats as JSON}, "output_type": {task: str}, "limit", "n_samples": {task: n},
+    "num_fewshot", "gen_kwargs", "seconds", "lm_eval_version", "apply_chat_template", "seed"}`.
     """
-    names = resolve_tasks(tasks)
+    plan = plan_tasks(list(tasks), include, num_fewshot=num_fewshot)
     if device is None:
         from posttrain.models.loading import default_device
 
@@ -118,16 +117,18 @@ def evaluate_model(
     was_training = bool(getattr(model, "training", False))
     start = time.perf_counter()
     try:
-        with _quiet():
+        with quiet():
             lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
             out = simple_evaluate(
                 model=lm,
-                tasks=names,
+                tasks=plan.lm_names,
                 limit=limit,
-                task_manager=_task_manager(str(eval_tasks_dir())),
+                num_fewshot=num_fewshot,
+                gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
+                task_manager=_task_manager(tuple(str(p) for p in plan.include_paths)),
                 apply_chat_template=apply_chat_template,
                 fewshot_as_multiturn=apply_chat_template,
-                log_samples=log_samples_path is not None,
+                log_samples=True,
                 random_seed=seed,
                 numpy_random_seed=seed,
                 torch_random_seed=seed,
@@ -139,31 +140,68 @@ def evaluate_model(
     seconds = time.perf_counter() - start
     if out is None:  # simple_evaluate returns None on non-zero ranks; we run single-process
         raise RuntimeError("lm-eval returned no results")
+    result = _summarize(plan, out, samples_dir)
+    result.update(
+        limit=limit, num_fewshot=num_fewshot, gen_kwargs=gen_kwargs, seconds=round(seconds, 2),
+        lm_eval_version=lm_eval.__version__, apply_chat_template=apply_chat_template, seed=seed,
+        task_digest=plan.digest(),
+    )
+    return result
 
-    if log_samples_path is not None:
-        _write_samples(Path(log_samples_path), out.get("samples", {}))
-    shipped = shipped_tasks()
-    return {
-        "tasks": {t: _compact_metrics(out["results"][t]) for t in names},
-        "primary": {t: shipped[t].primary_metric for t in names},
-        "limit": limit,
-        "n_samples": {t: int(out["n-samples"][t]["effective"]) for t in names},
-        "seconds": round(seconds, 2),
-        "lm_eval_version": lm_eval.__version__,
-        "apply_chat_template": apply_chat_template,
-        "seed": seed,
-    }
+
+def _leaves(name: str, out: dict[str, Any]) -> list[str]:
+    subtasks = out.get("group_subtasks", {})
+    if name not in subtasks:
+        return [name]
+    return [leaf for member in subtasks[name] for leaf in _leaves(member, out)]
+
+
+def _columns(plan: TaskPlan, out: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(column, lm-eval name, wanted metric): a group with its own aggregate is one column, else its leaves."""
+    columns: list[tuple[str, str, str | None]] = []
+    for task in plan.tasks:
+        metrics = compact_metrics(out["results"].get(task.lm_name, {}))
+        if task.lm_name in out.get("group_subtasks", {}) and not metrics:
+            columns += [(leaf, leaf, None) for leaf in _leaves(task.lm_name, out)]
+        else:
+            columns.append((task.column, task.lm_name, task.metric))
+    return columns
+
+
+def _summarize(plan: TaskPlan, out: dict[str, Any], samples_dir: Path | None) -> dict[str, Any]:
+    summary: dict[str, Any] = {"tasks": {}, "primary": {}, "stats": {}, "output_type": {}, "n_samples": {}}
+    for column, lm_name, wanted in _columns(plan, out):
+        metrics = compact_metrics(out["results"][lm_name])
+        metric = pick_metric(metrics, wanted)
+        leaves = _leaves(lm_name, out)
+        output_type = str(out["configs"][leaves[0]].get("output_type", ""))
+        rows = [r for leaf in leaves for r in document_rows(leaf, out["samples"].get(leaf, []), output_type)]
+        if samples_dir is not None:
+            write_rows(Path(samples_dir) / f"{column}.jsonl", rows)
+        values = per_doc_values(rows, metric)
+        n = sum(int(out["n-samples"][leaf]["effective"]) for leaf in leaves if leaf in out["n-samples"])
+        note = None if values is not None else (
+            f"{metric} is computed over the whole corpus, not per document: no standard error from documents "
+            "and no paired significance test for its deltas"
+        )
+        stats = task_stats(
+            metric, float(metrics[metric] or 0.0), list(values.values()) if values else None,
+            reported_stderr=metrics.get(stderr_key(metric)), n=n or len(rows),
+            chance=chance_level(rows, output_type), note=note,
+        )
+        summary["tasks"][column] = metrics
+        summary["primary"][column] = metric
+        summary["stats"][column] = stats.to_json()
+        summary["output_type"][column] = output_type
+        summary["n_samples"][column] = n
+    return summary
 
 
 def headline(results: dict[str, Any]) -> dict[str, float]:
-    """One primary score per task (pt_arith: strict exact match, pt_arith_mc: acc, pt_ifeval: constraint acc)."""
-    primary = results.get("primary", {})
-    shipped = shipped_tasks()
+    """One primary score per task (pt_arith: strict exact match, pt_arith_mc: acc, gsm8k: exact_match,strict-match)."""
     scores: dict[str, float] = {}
     for task, metrics in results["tasks"].items():
-        metric = primary.get(task) or (shipped[task].primary_metric if task in shipped else "")
-        if not metric:  # a task without a declared primary: its first non-stderr metric
-            metric = next(m for m in metrics if not m.endswith("_stderr"))
+        metric = results.get("primary", {}).get(task) or pick_metric(metrics, None)
         value = metrics.get(metric)
         if value is not None:
             scores[task] = float(value)

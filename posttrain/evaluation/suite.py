@@ -43,8 +43,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return yaml.load(f, Loader=_TaskYamlLoader) or {}
 
 
-@lru_cache(maxsize=4)
-def _scan(root: Path) -> tuple[dict[str, TaskInfo], dict[str, list[str]]]:
+@lru_cache(maxsize=8)
+def scan_folder(root: Path) -> tuple[dict[str, TaskInfo], dict[str, list[str]]]:
+    """Task and group names declared by the YAML files under `root` (read directly, no lm-eval index)."""
     tasks: dict[str, TaskInfo] = {}
     groups: dict[str, list[str]] = {}
     for path in sorted(root.rglob("*.yaml")):
@@ -63,11 +64,11 @@ def _scan(root: Path) -> tuple[dict[str, TaskInfo], dict[str, list[str]]]:
 
 
 def shipped_tasks() -> dict[str, TaskInfo]:
-    return dict(_scan(eval_tasks_dir())[0])
+    return dict(scan_folder(eval_tasks_dir())[0])
 
 
 def shipped_groups() -> dict[str, list[str]]:
-    return dict(_scan(eval_tasks_dir())[1])
+    return dict(scan_folder(eval_tasks_dir())[1])
 
 
 def available_tasks() -> list[str]:

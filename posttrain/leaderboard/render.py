@@ -3,39 +3,64 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.table import Table
 
+from posttrain.evaluation.stats import DeltaTest
+from posttrain.leaderboard.store import BoardRow
 from posttrain.leaderboard.table import Cell, StageScores, compute_cells, task_columns
 
+SIGNIFICANT = "*"
+UNTESTED = "†"
+LEGEND = (
+    f"score ± standard error; Δ{SIGNIFICANT} = significant at 95% (paired test on the same documents: McNemar for "
+    f"0/1 metrics, paired bootstrap otherwise), Δ without a mark = within noise, Δ{UNTESTED} = no paired test "
+    "(no per-document results)"
+)
 
-def _fmt_delta(d: float | None, *, rich: bool) -> str:
+
+def _mark(test: DeltaTest | None) -> str:
+    if test is None:
+        return ""
+    if test.p_value is None:
+        return UNTESTED
+    return SIGNIFICANT if test.significant else ""
+
+
+def _fmt_delta(d: float | None, test: DeltaTest | None, *, rich: bool) -> str:
     if d is None:
         return ""
-    text = f"{d:+.3f}"
+    text = f"{d:+.3f}{_mark(test)}"
     if not rich or abs(d) < 5e-4:
         return text
+    if test is not None and test.p_value is not None and not test.significant:
+        return f"[dim]{text}[/dim]"  # within noise: shown, but not as a gain or a loss
     return f"[green]{text}[/green]" if d > 0 else f"[red]{text}[/red]"
 
 
 def _fmt_cell(c: Cell, *, rich: bool) -> str:
     if c.score is None:
         return "–"
-    parts = [f"{c.score:.3f}"]
+    parts = [f"{c.score:.3f}" + (f" ±{c.stats.stderr:.3f}" if c.stats and c.stats.stderr is not None else "")]
     if c.vs_base is not None:
-        parts.append(f"{_fmt_delta(c.vs_base, rich=rich)} vs base")
+        parts.append(f"{_fmt_delta(c.vs_base, c.test_base, rich=rich)} vs base")
     if c.vs_input is not None:
-        parts.append(f"{_fmt_delta(c.vs_input, rich=rich)} vs input")
+        parts.append(f"{_fmt_delta(c.vs_input, c.test_input, rich=rich)} vs input")
     if c.retention is not None:
         parts.append(f"retention {c.retention:.2f}")
     sep = "\n" if rich else "<br>"
     return sep.join(parts)
 
 
+def has_evidence(rows: Sequence[StageScores]) -> bool:
+    return any(row.evidence is not None for row in rows)
+
+
 def rich_table(rows: Sequence[StageScores], title: str = "Leaderboard") -> Table:
     """One row per stage, one column per task: score, Δ vs base, Δ vs the input stage (, retention)."""
     tasks = task_columns(rows)
-    table = Table(title=title, show_lines=True)
+    table = Table(title=title, show_lines=True, caption=LEGEND if has_evidence(rows) else None)
     table.add_column("stage", style="bold")
     for task in tasks:
         table.add_column(task, justify="right")
@@ -50,6 +75,8 @@ def markdown_table(rows: Sequence[StageScores]) -> str:
     lines = ["| stage | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
     for row, cells in zip(rows, compute_cells(rows), strict=True):
         lines.append(f"| {row.label} | " + " | ".join(_fmt_cell(cells[t], rich=False) for t in tasks) + " |")
+    if has_evidence(rows):
+        lines += ["", LEGEND]
     return "\n".join(lines) + "\n"
 
 
@@ -98,3 +125,52 @@ def distill_markdown(rows: Sequence[StageScores]) -> str:
 def run_markdown(title: str, rows: Sequence[StageScores]) -> str:
     """The run's `leaderboard.md`: the score table, then distillation facts when a stage distilled."""
     return f"# {title}\n\n{markdown_table(rows)}\n{distill_markdown(rows)}"
+
+
+RANKING_NOTE = (
+    "ranked by the mean chance-normalized score: (score - chance) / (1 - chance), clipped at 0, chance = "
+    "1/choices for multiple choice and 0 for generation (Open LLM Leaderboard v2 style)"
+)
+
+
+def board_json(rows: Sequence[BoardRow]) -> dict[str, Any]:
+    """The cross-run board as data: per entry and task the score, stderr, 95% interval, n, chance and
+    normalized score; per delta the paired test used and its p-value."""
+    entries = []
+    for rank, row in enumerate(rows, 1):
+        tasks = {}
+        for task, score in row.scores.items():
+            s = row.stats.get(task, {})
+            ci = [s["ci_low"], s["ci_high"]] if s.get("ci_low") is not None else None
+            tasks[task] = {
+                "score": score, "metric": s.get("metric"), "stderr": s.get("stderr"), "ci95": ci, "n": s.get("n"),
+                "chance": s.get("chance"), "normalized": row.normalized(task),
+                "deltas": [
+                    {"vs": d.versus, "other": d.other, "delta": d.delta, "test": d.test, "p_value": d.p_value,
+                     "n_paired": d.n_paired, "significant": d.significant, "note": d.note}
+                    for d in row.deltas.get(task, [])
+                ],
+            }
+        entries.append({
+            "rank": rank, "run": row.run_name, "stage": row.stage, "model_ref": row.model_ref,
+            "fingerprint": row.fingerprint, "timestamp": row.timestamp, "mean_normalized": row.mean, "tasks": tasks,
+        })
+    return {"ranking": RANKING_NOTE, "alpha": 0.05, "entries": entries}
+
+
+def board_markdown(rows: Sequence[BoardRow], title: str) -> str:
+    """The cross-run board as a markdown table: score ± stderr per task, then the ranking key."""
+    tasks = list(dict.fromkeys(t for row in rows for t in row.scores))
+    lines = [f"# {title}", "", RANKING_NOTE, "", "| # | run | stage | " + " | ".join(tasks) + " | mean normalized |",
+             "|---|---|---|" + "---:|" * (len(tasks) + 1)]
+    for rank, row in enumerate(rows, 1):
+        cells = [board_cell(row, t) for t in tasks]
+        lines.append(f"| {rank} | {row.run_name} | {row.stage} | " + " | ".join(cells) + f" | {row.mean:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def board_cell(row: BoardRow, task: str) -> str:
+    if task not in row.scores:
+        return "-"
+    stderr = row.stats.get(task, {}).get("stderr")
+    return f"{row.scores[task]:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")

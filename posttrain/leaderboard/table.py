@@ -1,8 +1,10 @@
 """What each stage bought: per task, the score, its delta vs the base and vs the stage's input.
 
 Rows come in pipeline order, base model first. A stage's input is the row
-named by `input` (by default the row before it). A distilled student also
-shows its retention: student score / teacher score, the teacher being a row
+named by `input` (by default the row before it). When both rows carry their
+per-document results (`evidence`), each delta comes with a paired test on the
+same documents (evaluation/stats.py). A distilled student also shows its
+retention: student score / teacher score, the teacher being a row
 (`DistillFacts.teacher_stage`) or a model outside the pipeline whose scores the
 stage measured (`DistillFacts.teacher_scores`).
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from posttrain.evaluation.record import EvalEvidence
+from posttrain.evaluation.stats import DeltaTest, TaskStats, paired_test
 from posttrain.stagekit.facts import DistillFacts
 
 
@@ -24,6 +28,8 @@ class StageScores:
     input: str | None = None
     """The row this stage started from (default: the row before it)."""
     distill: DistillFacts | None = None
+    evidence: EvalEvidence | None = None
+    """Stats and per-document results (None for evaluations kept before they were recorded)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class Cell:
     vs_base: float | None
     vs_input: float | None
     retention: float | None = None
+    stats: TaskStats | None = None
+    test_base: DeltaTest | None = None
+    test_input: DeltaTest | None = None
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -59,11 +68,30 @@ def task_columns(rows: Sequence[StageScores]) -> list[str]:
     return seen
 
 
+def delta_test(row: StageScores, other: StageScores, task: str) -> DeltaTest | None:
+    """The paired test of `row` against `other` on `task`; says why when there can be none."""
+    if task not in row.scores or task not in other.scores:
+        return None
+    if row.evidence is None and other.evidence is None:
+        return None  # scores kept before per-document results were: nothing to test, nothing to claim
+    delta = row.scores[task] - other.scores[task]
+    mine = row.evidence.per_doc.get(task) if row.evidence else None
+    theirs = other.evidence.per_doc.get(task) if other.evidence else None
+    if mine is None or theirs is None:
+        missing = row if mine is None else other
+        stats = missing.evidence.stats.get(task) if missing.evidence else None
+        why = stats.note if stats and stats.note else f"{missing.label} has no per-document results for {task}"
+        return DeltaTest(delta, None, None, 0, f"no paired significance: {why}")
+    test = paired_test(theirs, mine)
+    return DeltaTest(delta, test.test, test.p_value, test.n_paired, test.note)
+
+
 def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
     """Per row, per task: score and deltas. The first row is the base."""
     if not rows:
         return []
-    base = rows[0].scores
+    base_row = rows[0]
+    base = base_row.scores
     by_label = {r.label: r for r in rows}
     out: list[dict[str, Cell]] = []
     for i, row in enumerate(rows):
@@ -74,11 +102,15 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
         cells = {}
         for task in task_columns(rows):
             score = row.scores.get(task)
+            has_input = i > 1 and parent is not None and parent is not rows[0]
             cells[task] = Cell(
                 score=score,
                 vs_base=_delta(score, base.get(task)) if i > 0 else None,
-                vs_input=_delta(score, parent.scores.get(task)) if i > 1 and parent is not rows[0] else None,
+                vs_input=_delta(score, parent.scores.get(task)) if has_input and parent else None,
                 retention=_ratio(score, teacher.get(task)) if teacher is not None else None,
+                stats=row.evidence.stats.get(task) if row.evidence else None,
+                test_base=delta_test(row, base_row, task) if i > 0 else None,
+                test_input=delta_test(row, parent, task) if has_input and parent else None,
             )
         out.append(cells)
     return out

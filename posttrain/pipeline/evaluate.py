@@ -1,18 +1,30 @@
-"""Evaluate a model with the recipe's lm-eval suite, once per (model, eval spec)."""
+"""Evaluate a model with the recipe's lm-eval suite, once per (model, eval spec, task files)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from posttrain.evaluation.harness import evaluate_model, headline
+from posttrain.evaluation.harness import evaluate_spec, headline
+from posttrain.evaluation.tasks import plan_tasks
 from posttrain.failpoints import failpoint
 from posttrain.fingerprint import fingerprint
 from posttrain.recipe.schema import Recipe
 from posttrain.rundir import read_json, write_json
+from posttrain.stagekit.specs import EvalSpec
+
+SAMPLES_DIR = "samples"
+"""Per-document results, `samples/<task>.jsonl` beside eval.json."""
+
+
+def eval_fingerprint(model_fingerprint: str, spec: EvalSpec) -> str:
+    """The model, the eval settings and the content of every task and data file the tasks read."""
+    digest = plan_tasks(spec.tasks, spec.include, num_fewshot=spec.num_fewshot).digest()
+    return fingerprint(model_fingerprint, spec.model_dump(mode="json"), digest)
 
 
 def evaluate_cached(
@@ -26,19 +38,40 @@ def evaluate_cached(
     label: str,
 ) -> dict[str, float]:
     """Headline scores per task; `eval.json` in `folder` caches them under an eval fingerprint."""
-    spec = recipe.eval
-    eval_fp = fingerprint(model_fingerprint, spec.model_dump(mode="json"))
+    return evaluate_folder(
+        recipe.eval, folder, model_fingerprint, load_model, tokenizer=tokenizer, console=console, label=label,
+        seed=recipe.seed,
+    )
+
+
+def evaluate_folder(
+    spec: EvalSpec,
+    folder: Path,
+    model_fingerprint: str,
+    load_model: Callable[[], Any],
+    *,
+    tokenizer: Any,
+    console: Console,
+    label: str,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Evaluate into `folder` (eval.json + samples/), unless it already holds this very evaluation."""
+    eval_fp = eval_fingerprint(model_fingerprint, spec)
     cached = read_json(folder / "eval.json")
-    if cached and cached.get("fingerprint") == eval_fp:
+    if cached and cached.get("fingerprint") == eval_fp and (folder / SAMPLES_DIR).is_dir():
         return cached["scores"]
 
-    console.print(f"[bold]eval[/] {label}: {', '.join(spec.tasks)} (limit {spec.limit})")
+    console.print(f"[bold]eval[/] {label}: {', '.join(spec.task_labels)} (limit {spec.limit})")
     model = load_model()
     model.eval()
-    results = evaluate_model(
-        model, tokenizer, tasks=spec.tasks, limit=spec.limit, batch_size=spec.batch_size, seed=recipe.seed
-    )
+    shutil.rmtree(folder / SAMPLES_DIR, ignore_errors=True)
+    results = evaluate_spec(model, tokenizer, spec, seed=seed, samples_dir=folder / SAMPLES_DIR)
     scores = headline(results)
     failpoint("evaluation")
-    write_json(folder / "eval.json", {"fingerprint": eval_fp, "label": label, "scores": scores, "results": results})
+    record = {
+        "fingerprint": eval_fp, "label": label, "scores": scores, "stats": results["stats"],
+        "samples": {task: f"{SAMPLES_DIR}/{task}.jsonl" for task in scores}, "results": results, **(extra or {}),
+    }
+    write_json(folder / "eval.json", record)
     return scores

@@ -17,10 +17,11 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.errors import TrainingError, UserError
+from posttrain.evaluation.record import load_evidence
 from posttrain.export.artifacts import export_stage
 from posttrain.failpoints import failpoint
 from posttrain.leaderboard.render import run_markdown
-from posttrain.leaderboard.store import LEADERBOARD_DB, record
+from posttrain.leaderboard.store import LEADERBOARD_DB, record_run
 from posttrain.leaderboard.table import StageScores
 from posttrain.locking import sole_writer
 from posttrain.models.lineage import Lineage, materialize
@@ -62,9 +63,10 @@ class StageOutcome:
     """Stages whose adapters make up this model, from the start of its lineage."""
     exports: dict[str, str] = field(default_factory=dict)
 
-    def leaderboard_row(self) -> StageScores:
+    def leaderboard_row(self, run_dir: Path) -> StageScores:
         return StageScores(
             self.name, self.scores, input=self.input or None, distill=self.facts.get("distill"),
+            evidence=load_evidence(run_dir / self.name),
         )
 
 
@@ -77,7 +79,8 @@ class RunReport:
 
     def leaderboard_rows(self) -> list[StageScores]:
         """Base first, then every evaluated stage."""
-        return [StageScores(BASE, self.base.scores)] + [s.leaderboard_row() for s in self.stages if s.scores]
+        base = StageScores(BASE, self.base.scores, evidence=load_evidence(self.run_dir / BASE))
+        return [base] + [s.leaderboard_row(self.run_dir) for s in self.stages if s.scores]
 
 
 def run_recipe(
@@ -253,9 +256,5 @@ def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Pa
     """`leaderboard.md` in the run directory, and every scored model on the shared SQLite board."""
     rows = report.leaderboard_rows()
     (report.run_dir / "leaderboard.md").write_text(run_markdown(recipe_name, rows))
-    now = utc_now()
     fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages}}
-    for row in rows:
-        if row.scores:
-            record(db_path, recipe_name, row.label, model_ref, row.scores, fingerprints[row.label], now)
-            failpoint("leaderboard")
+    record_run(db_path, recipe_name, model_ref, rows, fingerprints, utc_now())

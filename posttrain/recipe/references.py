@@ -68,7 +68,7 @@ def check_references(document: Any, *, base_dir: Path) -> list[Problem]:
         if isinstance(name, str):
             seen.append(name)
 
-    problems += _check_eval_tasks(document)
+    problems += _check_eval_tasks(document, base_dir)
     problems += _check_source_files(datasets, base_dir)
     return problems
 
@@ -108,16 +108,14 @@ def _model_input_problem(key: str, ref: str, later: list[Any], base_dir: Path) -
     return None
 
 
-def _check_eval_tasks(document: Any) -> list[Problem]:
+def _check_eval_tasks(document: Any, base_dir: Path) -> list[Problem]:
+    """Every eval task resolves (shipped suite, include folders, lm-eval's registry) and its data is at hand."""
     eval_spec = document.get("eval") or {}
     tasks = eval_spec.get("tasks") if isinstance(eval_spec, dict) else None
     if not isinstance(tasks, list) or not tasks:
         return []
-    from posttrain.evaluation.suite import available_tasks
+    from posttrain.evaluation.tasks import check_task_entries
 
-    known = available_tasks()
-    return [
-        (("eval", "tasks", i), f"unknown eval task {task!r} (shipped: {', '.join(sorted(known))})")
-        for i, task in enumerate(tasks)
-        if isinstance(task, str) and task not in known
-    ]
+    return check_task_entries(
+        tasks, eval_spec.get("include"), base_dir=base_dir, num_fewshot=eval_spec.get("num_fewshot")
+    )

@@ -7,14 +7,12 @@ Samples are `samples/<task>.jsonl` beside each eval.json, one line per document:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from posttrain.evaluation.stats import DeltaTest, paired_test
 from posttrain.report.collect import EvalData
-
-ALPHA = 0.05
 
 
 @dataclass
@@ -85,20 +83,6 @@ def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -
     return out
 
 
-@dataclass(frozen=True)
-class Paired:
-    """b vs a on the documents both were scored on."""
-
-    delta: float
-    p_value: float | None
-    n: int
-    test: str
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
-
-
 def per_doc(e: EvalData, task: str) -> dict[str, float]:
     """doc_id → the headline metric's value, for the documents that have one."""
     out = {}
@@ -109,30 +93,10 @@ def per_doc(e: EvalData, task: str) -> dict[str, float]:
     return out
 
 
-def paired(a: EvalData, b: EvalData, task: str) -> Paired | None:
-    """Paired comparison of b against a on `task`: exact McNemar for 0/1 scores, None without shared documents.
-
-    The evaluation package has its own paired test (McNemar and a paired
-    bootstrap); this small one covers the 0/1 case the report needs when only
-    samples files are at hand.
-    """
+def paired(a: EvalData, b: EvalData, task: str) -> DeltaTest | None:
+    """b against a on `task`, paired by document (the evaluation's own test: McNemar for 0/1 scores, else a
+    paired bootstrap); None when the two share no scored document."""
     va, vb = per_doc(a, task), per_doc(b, task)
-    common = [d for d in va if d in vb]
-    if not common:
+    if not any(d in vb for d in va):
         return None
-    delta = sum(vb[d] - va[d] for d in common) / len(common)
-    if not all(v in (0.0, 1.0) for d in common for v in (va[d], vb[d])):
-        return Paired(delta, None, len(common), "not 0/1 scores: no test")
-    only_a = sum(1 for d in common if va[d] == 1.0 and vb[d] == 0.0)
-    only_b = sum(1 for d in common if va[d] == 0.0 and vb[d] == 1.0)
-    return Paired(delta, mcnemar_exact(only_a, only_b), len(common), "McNemar (exact)")
-
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: the discordant pairs as a fair coin's Binomial(n, 1/2)."""
-    n = only_a + only_b
-    if n == 0:
-        return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return paired_test(va, vb)

@@ -142,6 +142,8 @@ def read_eval(folder: Path) -> EvalData | None:
     results = record.get("results") or {}
     data = EvalData(scores=dict(record.get("scores") or {}), metric=dict(results.get("primary") or {}))
     for task, stats in (record.get("stats") or results.get("stats") or {}).items():
+        if isinstance(stats, dict) and stats.get("metric"):
+            data.metric[task] = stats["metric"]  # the headline metric, keyed as in the samples' `metrics`
         ci = stats.get("ci95") if isinstance(stats, dict) else None
         if ci and len(ci) == 2 and None not in ci:
             data.intervals[task] = (float(ci[0]), float(ci[1]))

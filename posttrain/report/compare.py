@@ -34,13 +34,14 @@ def paired_section(a: RunData, b: RunData) -> Section:
             if test is None:
                 p, n, verdict = "-", "0", "no shared documents: no paired test"
             elif test.p_value is None:
-                p, n, verdict = "-", str(test.n), test.test
+                p, n, verdict = "-", str(test.n_paired), test.note or "no paired test"
             else:
-                p, n = f"{test.p_value:.3g}", str(test.n)
+                p, n = f"{test.p_value:.3g}", str(test.n_paired)
                 verdict = ("B better" if delta > 0 else "A better") if test.significant else "within noise"
             table.rows.append([name_a, name_b, task, f"{ea.scores[task]:.3f}", f"{eb.scores[task]:.3f}",
                                f"{delta:+.3f}", p, n, verdict])
-    legend = "Paired on documents both models were scored on (McNemar, exact); within noise means p ≥ 0.05."
+    legend = ("Paired on the documents both models were scored on (McNemar for 0/1 scores, else a paired "
+              "bootstrap); within noise means p ≥ 0.05.")
     return Section("paired", f"{a.name} vs {b.name}", table.html("paired") + f"<p class='legend'>{legend}</p>",
                    table.md() + f"\n{legend}\n")
 

@@ -218,7 +218,7 @@ def eval_section(runs: Sequence[RunData]) -> Section:
                 mark = ""
                 if test is not None and test.p_value is not None:
                     mark = "*" if test.significant else ""
-                    notes.add(test.test)
+                    notes.add(str(test.test))
                 text += f"\nΔ vs {versus} {e.scores[task] - other.scores[task]:+.3f}{mark}"
             cells.append(text)
         table.rows.append([label, *cells])

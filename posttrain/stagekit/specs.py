@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class Strict(BaseModel):
@@ -98,11 +107,78 @@ class OnPolicyPairs(Strict):
     temperature: PositiveFloat = Field(1.0, description="Sampling temperature.")
 
 
+def _absolute(value: str, info: ValidationInfo) -> str:
+    """A recipe-relative path made absolute, so the spec means the same files from any working directory."""
+    from pathlib import Path
+
+    base_dir = (info.context or {}).get("base_dir")
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() or base_dir is None else (Path(base_dir) / path).resolve())
+
+
+class EvalTask(Strict):
+    task: str = Field(description="lm-eval task or group: shipped suite, an `include` folder, or lm-eval's registry.")
+    data_files: str | dict[str, str] | None = Field(
+        None,
+        description="Run the task on local data instead of its hub dataset (same prompt, filters, metrics): "
+        "one file for the split the task scores, or {split: file} (add `train` for few-shot); relative to the "
+        "recipe; JSONL/JSON in the dataset's own format.",
+    )
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][\w.@-]*$",
+        description="Name on the leaderboard; default the task's, `<task>@<file stem>` with data_files.",
+    )
+    num_fewshot: NonNegativeInt | None = Field(None, description="Few-shot examples for this task only.")
+    metric: str | None = Field(
+        None, description="Headline metric (acc_norm, exact_match,flexible-extract); default the task's first."
+    )
+
+    @field_validator("data_files")
+    @classmethod
+    def _recipe_relative(cls, value: str | dict[str, str] | None, info: ValidationInfo) -> str | dict[str, str] | None:
+        if isinstance(value, str):
+            return _absolute(value, info)
+        if isinstance(value, dict):
+            return {split: _absolute(path, info) for split, path in value.items()}
+        return value
+
+    @property
+    def label(self) -> str:
+        """The leaderboard column of this entry."""
+        if self.name:
+            return self.name
+        if self.data_files is None:
+            return self.task
+        from pathlib import Path
+
+        first = self.data_files if isinstance(self.data_files, str) else next(iter(self.data_files.values()))
+        return f"{self.task}@{Path(first).stem}"
+
+
 class EvalSpec(Strict):
-    tasks: list[str] = Field(
+    tasks: list[str | EvalTask] = Field(
         default_factory=lambda: ["pt_arith", "pt_arith_mc"],
-        description="lm-eval task or group names from the shipped suite (eval/tasks: pt_arith, pt_arith_mc, pt_ifeval, posttrain).",
+        description="lm-eval tasks or groups: the shipped suite (eval/tasks: pt_arith, pt_arith_mc, pt_ifeval, "
+        "posttrain), folders listed in `include`, or lm-eval's registry (gsm8k, arc_easy, mmlu_*, leaderboard); "
+        "an entry {task, data_files} runs a registry task on a local copy of its data.",
+    )
+    include: list[str] = Field(
+        default_factory=list, description="Folders of your own lm-eval task YAMLs (relative to the recipe)."
     )
     limit: PositiveInt | None = Field(100, description="Documents per task (None: all).")
+    num_fewshot: NonNegativeInt | None = Field(None, description="Few-shot examples for every task (None: each task's own).")
+    gen_kwargs: dict[str, str | int | float | bool] | None = Field(
+        None, description="Generation settings passed to lm-eval for generate_until tasks (max_gen_toks, ...)."
+    )
     batch_size: PositiveInt = Field(8, description="Eval batch size.")
     on_base: bool = Field(True, description="Also evaluate the base model, for the leaderboard's deltas.")
+
+    @field_validator("include")
+    @classmethod
+    def _recipe_relative(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return [_absolute(v, info) for v in value]
+
+    @property
+    def task_labels(self) -> list[str]:
+        """The entries as named on screen (a local-data entry by its leaderboard name)."""
+        return [t if isinstance(t, str) else t.label for t in self.tasks]

@@ -132,15 +132,12 @@ def _outside_teacher_scores(ctx: StageContext, spec: DistillStage, teacher: Any)
     """A teacher that is no pipeline stage has no leaderboard row: score it here, for the retention ratio."""
     if teacher.stage is not None or not spec.evaluate:
         return None
-    from posttrain.evaluation.harness import evaluate_model, headline
+    from posttrain.evaluation.harness import evaluate_spec, headline
 
     eval_spec = ctx.eval_spec
-    ctx.console.print(f"[bold]eval[/] teacher {teacher.label}: {', '.join(eval_spec.tasks)} (limit {eval_spec.limit})")
-    results = evaluate_model(
-        teacher.model, ctx.tokenizer, tasks=eval_spec.tasks, limit=eval_spec.limit,
-        batch_size=eval_spec.batch_size, seed=ctx.seed,
-    )
-    return headline(results)
+    labels = ", ".join(eval_spec.task_labels)
+    ctx.console.print(f"[bold]eval[/] teacher {teacher.label}: {labels} (limit {eval_spec.limit})")
+    return headline(evaluate_spec(teacher.model, ctx.tokenizer, eval_spec, seed=ctx.seed))
 
 
 def _examples(ctx: StageContext, spec: DistillStage, rows: list[dict[str, Any]], teacher: Any) -> list[dict[str, Any]]:

@@ -21,10 +21,12 @@ def test_base_model_scores_on_the_suite(tmp_path: Path) -> None:
     tokenizer = load_tokenizer(embedded.path)
     model = load_model(embedded.path, dtype="float32")
     out = evaluate_model(model, tokenizer, tasks=["posttrain"], limit=LIMIT,
-                         log_samples_path=tmp_path / "samples.jsonl")
+                         samples_dir=tmp_path / "samples")
     scores = headline(out)
-    print(json.dumps({"headline": scores, "seconds": out["seconds"]}))
+    print(json.dumps({"headline": scores, "stats": out["stats"], "seconds": out["seconds"]}))
     assert set(scores) == {"pt_arith", "pt_arith_mc", "pt_ifeval"}
     assert all(0.0 <= s <= 1.0 for s in scores.values())
     # The base model must leave room for SFT to show: it rarely ends with a correct "Answer: N" line.
     assert scores["pt_arith"] <= 0.5
+    # 20 documents: a score's standard error is about 0.1, and the interval says so.
+    assert all(s["n"] == LIMIT and s["ci95"][0] <= s["score"] <= s["ci95"][1] for s in out["stats"].values())

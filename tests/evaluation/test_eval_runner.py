@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -19,34 +20,50 @@ TASKS = ["pt_arith", "pt_arith_mc", "pt_ifeval"]
 
 @pytest.fixture(scope="module")
 def results(tiny_model, tiny_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    samples = tmp_path_factory.mktemp("eval") / "samples.jsonl"
+    samples = tmp_path_factory.mktemp("eval") / "samples"
     out = evaluate_model(tiny_model, tiny_tokenizer, tasks=["posttrain"], limit=4, batch_size=4,
-                         log_samples_path=samples)
+                         samples_dir=samples)
     return out, samples
 
 
-def test_every_task_runs_and_scores_in_unit_range(results: tuple[dict, Path]) -> None:
-    out, _ = results
+def test_every_task_runs_and_scores_the_mean_over_its_documents(results: tuple[dict, Path]) -> None:
+    out, samples = results
     assert list(out["tasks"]) == TASKS
     assert out["n_samples"] == dict.fromkeys(TASKS, 4)
-    assert out["limit"] == 4 and out["seconds"] > 0 and out["lm_eval_version"] == "0.4.13"
-    for task, metrics in out["tasks"].items():
-        assert all(v is None or 0.0 <= v <= 1.0 for v in metrics.values()), (task, metrics)
-    scores = headline(out)
-    assert set(scores) == set(TASKS) and all(0.0 <= s <= 1.0 for s in scores.values())
+    assert out["limit"] == 4 and out["seconds"] > 0
+    assert out["lm_eval_version"] == importlib.metadata.version("lm_eval")  # the version that ran, not a pin
     assert out["primary"] == {"pt_arith": "exact_match", "pt_arith_mc": "acc", "pt_ifeval": "constraint_acc"}
+    # Each headline score is its primary metric averaged over the documents in the samples log.
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    scores = headline(out)
+    assert set(scores) == set(TASKS)
+    for task, metric in out["primary"].items():
+        per_document = [r["metrics"][metric] for r in rows if r["task"] == task]
+        assert len(per_document) == 4
+        assert scores[task] == pytest.approx(sum(per_document) / 4) == out["tasks"][task][metric]
     json.dumps(out)  # JSON-able as promised
 
 
-def test_samples_are_logged(results: tuple[dict, Path]) -> None:
-    _, samples = results
-    rows = [json.loads(line) for line in samples.read_text().splitlines()]
-    assert {r["task"] for r in rows} == set(TASKS)
-    arith = next(r for r in rows if r["task"] == "pt_arith")
+def test_samples_are_logged_one_file_per_task(results: tuple[dict, Path]) -> None:
+    out, samples = results
+    assert sorted(p.name for p in samples.iterdir()) == [f"{t}.jsonl" for t in TASKS]
+    rows = {t: [json.loads(line) for line in (samples / f"{t}.jsonl").read_text().splitlines()] for t in TASKS}
+    assert all(len(r) == 4 for r in rows.values())
+    arith = rows["pt_arith"][0]
     assert arith["prompt"].startswith("<|im_start|>user\n")  # the chat template was applied
     assert arith["prompt"].endswith('End your reply with "Answer: <number>".<|im_end|>\n<|im_start|>assistant\n')
-    mc = next(r for r in rows if r["task"] == "pt_arith_mc")
+    assert isinstance(arith["response"], str) and arith["target"]
+    assert set(arith["metrics"]) == {"exact_match", "exact_match_flex"}
+    mc = rows["pt_arith_mc"][0]
     assert len(mc["choices"]) == 4 and all(c.startswith("Answer: ") for c in mc["choices"])
+    assert mc["response"] in mc["choices"] and len(mc["loglikelihoods"]) == 4
+    # The per-document values average to the reported score, and say what chance is.
+    for task in TASKS:
+        metric = out["primary"][task]
+        values = [r["metrics"][metric] for r in rows[task]]
+        assert sum(values) / len(values) == pytest.approx(out["tasks"][task][metric])
+    assert out["stats"]["pt_arith_mc"]["chance"] == pytest.approx(0.25)
+    assert out["stats"]["pt_arith"]["chance"] == 0.0
 
 
 def test_peft_model_is_accepted_and_mode_restored(tiny_model, tiny_tokenizer) -> None:
@@ -64,8 +81,9 @@ def test_peft_model_is_accepted_and_mode_restored(tiny_model, tiny_tokenizer) ->
 
 def test_unknown_task_lists_the_available_ones(tiny_model, tiny_tokenizer) -> None:
     with pytest.raises(UserError) as err:
-        evaluate_model(tiny_model, tiny_tokenizer, tasks=["pt_arith", "hellaswag"], limit=1)
-    assert "hellaswag" in str(err.value) and "pt_ifeval" in str(err.value)
+        evaluate_model(tiny_model, tiny_tokenizer, tasks=["pt_arith", "pt_arithh"], limit=1)
+    assert "pt_arithh" in str(err.value) and "pt_ifeval" in str(err.value)
+    assert "did you mean 'pt_arith'" in str(err.value)
     assert available_tasks() == ["pt_arith", "pt_arith_mc", "pt_ifeval", "posttrain"]
 
 

@@ -100,7 +100,10 @@ def test_grpo_stage_trains_lora_and_logs_each_reward(tmp_path: Path, tiny_model_
     for record in logs:
         for name in ("exact_number", "longer"):
             assert {f"rewards/{name}/mean", f"rewards/{name}/std"} <= record.keys()
-        assert 0.0 <= record["rewards/longer/mean"] <= 1.0
+        # The recipe's weights reach TRL: the logged reward is 1.0 × exact_number + 0.5 × longer.
+        expected = record["rewards/exact_number/mean"] + 0.5 * record["rewards/longer/mean"]
+        assert record["reward"] == pytest.approx(expected, rel=1e-5)
+        assert record["rewards/longer/std"] > 0, "a graded reward: random answers differ in length"
 
 
 def test_on_policy_dpo_builds_pairs_then_trains_and_reuses_them(tmp_path: Path, tiny_model_dir: Path) -> None:

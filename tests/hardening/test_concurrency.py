@@ -85,3 +85,30 @@ def test_two_processes_converting_the_embedded_model_at_once_both_succeed(tmp_pa
     assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
     assert [p.name for p in folder.parent.iterdir() if ".tmp-" in p.name] == []
     print(f"two concurrent conversions: {time.time() - started:.1f}s")
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from posttrain.leaderboard.store import record
+db, run = Path(sys.argv[1]), sys.argv[2]
+for i in range(30):
+    record(db, run, f"stage{i}", "m", {"pt_arith": i / 30, "pt_arith_mc": 0.5}, f"fp{i}", "2026-11-27T00:00:00")
+"""
+
+
+def test_runs_sharing_a_workspace_write_the_board_at_once_without_losing_rows(tmp_path: Path) -> None:
+    from posttrain.leaderboard.store import top
+
+    db = tmp_path / "leaderboard.sqlite"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), f"run{k}"], env=ENV, stderr=subprocess.PIPE, text=True)
+        for k in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err[-2000:]
+    rows = top(db)
+    assert len(rows) == 4 * 30
+    assert {(r.run_name, r.stage) for r in rows} == {(f"run{k}", f"stage{i}") for k in range(4) for i in range(30)}
+    assert all(set(r.scores) == {"pt_arith", "pt_arith_mc"} for r in rows)

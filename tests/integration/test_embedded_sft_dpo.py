@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
     dpo = json.loads((run_dir / "dpo" / "stage.json").read_text())
     assert dpo["status"] == "completed" and dpo["input"] == "sft"
     losses = [r["loss"] for r in map(json.loads, (run_dir / "sft" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-    assert len(losses) >= 2
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)  # max_steps 6, logged every 2
 
     second = _posttrain("run", str(recipe), "--runs-dir", str(runs))
     assert second.returncode == 0, second.stderr[-3000:]
@@ -87,3 +88,29 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
     with torch.no_grad():
         # fp32 rounding through 30 layers, on logits of magnitude ~20: 1e-4 absolute plus 1e-5 relative.
         torch.testing.assert_close(merged(ids).logits, exported(ids).logits, atol=1e-4, rtol=1e-5)
+
+    # The scores posttrain computed in process are exactly plain lm-eval's on the exported merged model,
+    # document by document (the run's eval.json + samples/ against `lm_eval --model hf`).
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from posttrain.evaluation.harness import compact_metrics
+    from posttrain.paths import eval_tasks_dir
+
+    plain = simple_evaluate(
+        model="hf", model_args={"pretrained": str(run_dir / "dpo" / "export" / "merged"), "dtype": "float32"},
+        tasks=["pt_arith_mc"], limit=8, batch_size=8, device="cpu", apply_chat_template=True,
+        fewshot_as_multiturn=True, log_samples=True, random_seed=3, numpy_random_seed=3, torch_random_seed=3,
+        fewshot_random_seed=3, task_manager=TaskManager(include_path=str(eval_tasks_dir()), include_defaults=False),
+    )
+    ours = json.loads((run_dir / "dpo" / "eval.json").read_text())
+    assert ours["results"]["tasks"]["pt_arith_mc"] == compact_metrics(plain["results"]["pt_arith_mc"])
+    rows = [json.loads(line) for line in (run_dir / "dpo" / "samples" / "pt_arith_mc.jsonl").read_text().splitlines()]
+    assert {r["doc_id"]: r["metrics"]["acc"] for r in rows} == {
+        s["doc_id"]: s["acc"] for s in plain["samples"]["pt_arith_mc"]
+    }
+    # Every delta of the run carries its paired test.
+    board = json.loads(_posttrain("leaderboard", "--runs-dir", str(runs), "--format", "json").stdout)
+    dpo_entry = next(e for e in board["entries"] if e["stage"] == "dpo")
+    tests = {d["vs"]: d for d in dpo_entry["tasks"]["pt_arith_mc"]["deltas"]}
+    assert set(tests) == {"base", "input"} and all(d["test"].startswith("mcnemar") for d in tests.values())

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from posttrain.report import write_report
-from posttrain.report.answers import mcnemar_exact, paired
+from posttrain.report.answers import paired
 from posttrain.report.collect import read_run
 from posttrain.report.plots import stage_panels
 
@@ -53,19 +53,13 @@ def test_each_stage_type_plots_its_own_signals(fake_run: Path) -> None:
     assert grpo["KL to reference"]["kl"] == ([1.0, 2.0, 3.0, 4.0], [0.01, 0.02, 0.03, 0.04])
 
 
-def test_mcnemar_exact_matches_the_binomial_tail() -> None:
-    assert mcnemar_exact(0, 10) == 2 / 1024
-    assert mcnemar_exact(5, 5) == 1.0
-    assert mcnemar_exact(0, 0) == 1.0
-    assert abs(mcnemar_exact(1, 7) - 2 * (1 + 8) / 256) < 1e-12
-
-
 def test_paired_test_uses_only_shared_documents(fake_run: Path) -> None:
     run = read_run(fake_run)
     models = dict(run.models())
     models["sft"].samples["pt_arith"] = models["sft"].samples["pt_arith"][:6]  # documents 0-5, all right
     result = paired(models["base"], models["sft"], "pt_arith")
-    assert result is not None and result.n == 6 and result.delta == 1.0 and result.p_value == 2 / 64
+    assert result is not None and result.n_paired == 6 and result.delta == 1.0
+    assert result.test == "mcnemar-exact" and result.p_value == 2 / 64  # 6 discordant documents, all one way
 
 
 def test_a_run_without_samples_or_exports_still_reports(tmp_path: Path, fake_run: Path) -> None:
