@@ -121,3 +121,6 @@ def test_the_run_writes_its_report(tracked_run: dict, browser) -> None:
     assert len(shown) == 2 + 2 + 1 and not any(s.startswith("broken") for s in shown)  # lengths ×2, curves ×2, scores
     eval_table = dom.split('<section id="eval">')[1].split("</table>")[0]
     assert all(f"<td>{label}</td>" in eval_table for label in ("base", "sft", "dpo"))
+    answers = dom.split('<section id="answers">')[1].split("</section>")[0]
+    assert answers.count('<div class="doc">') == 2  # eval limit 2: both documents, each with three answers
+    assert answers.count('<tr class="answer">') == 2 * 3
