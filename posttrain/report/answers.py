@@ -59,6 +59,14 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _target(row: dict[str, Any]) -> str:
+    """The target as a reader knows it: multiple choice stores the right choice's index, show its text."""
+    target, choices = row.get("target"), row.get("choices")
+    if isinstance(choices, list) and str(target).isdigit() and int(str(target)) < len(choices):
+        return f"{choices[int(str(target))]} (choice {target})"
+    return _text(target)
+
+
 def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -> list[DocumentAnswers]:
     """For each task, up to `per_task` documents every model answered, those that changed most first."""
     out: list[DocumentAnswers] = []
@@ -72,7 +80,7 @@ def side_by_side(models: Sequence[tuple[str, EvalData]], *, per_task: int = 4) -
         docs = []
         for doc in common:
             first = by_model[present[0]][doc]
-            entry = DocumentAnswers(task, first.get("doc_id"), _text(first.get("prompt")), _text(first.get("target")))
+            entry = DocumentAnswers(task, first.get("doc_id"), _text(first.get("prompt")), _target(first))
             for name, e in models:
                 if name in present:
                     row = by_model[name][doc]

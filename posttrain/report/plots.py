@@ -122,6 +122,8 @@ def scores_png(models: Sequence[tuple[str, dict[str, float], dict[str, tuple[flo
     ax.set_xticks(range(len(tasks)), list(tasks), fontsize=8)
     ax.set_ylabel("score", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, ncols=min(len(models), 4))
+    top = max([1.0, *(high for _, scores, iv in models for t, (_, high) in iv.items() if t in scores)])
+    ax.set_ylim(0, top * 1.3)  # headroom for the legend above the bars
+    ax.legend(fontsize=7, ncols=min(len(models), 4), loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
