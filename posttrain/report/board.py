@@ -36,7 +36,7 @@ def board_csv(rows: Sequence[Any]) -> str:
     """One line per (run, stage, task): score, 95% interval when known, and the entry's mean."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "stage", "task", "score", "ci_low", "ci_high", "mean", "fingerprint", "model", "when"])
+    writer.writerow(["run", "stage", "task", "score", "ci_low", "ci_high", "mean_normalized", "fingerprint", "model", "when"])
     for row in rows:
         for task, score in row.scores.items():
             interval = _interval(row, task)
@@ -81,7 +81,7 @@ def board_html(rows: Sequence[Any], *, runs_dir: Path, out_path: Path) -> str:
         )
     table = (
         "<table class='board'><thead><tr><th>#</th><th>run</th><th>stage</th>" + head +
-        "<th>mean</th><th>when</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+        "<th>mean (chance-normalized)</th><th>when</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>"
     )
     legend = ("Click a column to sort. Score [95% interval]; Δ marked * passed a paired test (p < 0.05). "
               "Runs link to their report.")
