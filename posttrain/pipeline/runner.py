@@ -31,15 +31,18 @@ from posttrain.pipeline.evaluate import evaluate_cached
 from posttrain.pipeline.plan import BASE, PlannedStage, RunPlan, plan_run
 from posttrain.pipeline.session import RunSession, open_session
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
+from posttrain.report import write_report
 from posttrain.rundir import library_versions, read_json, utc_now, write_json
 from posttrain.stagekit import StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
+from posttrain.tracking import Tracker, tracking
 from posttrain.training.callbacks import (
     CheckpointFailpoint,
     MetricsFile,
     NonFiniteLossGuard,
     keep_metrics_through,
 )
+from posttrain.training.progress import TrainingProgress
 
 RUN_LOCK = ".posttrain.lock"
 """Held by the process writing a run directory; the kernel releases it if that process dies."""
@@ -88,11 +91,16 @@ def run_recipe(
     console = console or Console()
     started = time.time()
     session = open_session(loaded, runs_dir=runs_dir, console=console)
-    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
-        return _carry_out(session, runs_dir=runs_dir, force=force or set(), console=console, started=started)
+    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"), tracking(
+        session.recipe.tracking, run_dir=session.run_dir, runs_dir=runs_dir, name=session.recipe.name
+    ) as tracker:
+        return _carry_out(session, runs_dir=runs_dir, force=force or set(), console=console, started=started,
+                          tracker=tracker)
 
 
-def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console: Console, started: float) -> RunReport:
+def _carry_out(
+    session: RunSession, *, runs_dir: Path, force: set[str], console: Console, started: float, tracker: Tracker
+) -> RunReport:
     recipe = session.recipe
     plan = plan_run(session, force=force)
     session.run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +115,7 @@ def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console:
             lambda: _materialize(session, base_outcome.lineage), tokenizer=session.tokenizer, console=console,
             label=BASE,
         )
+        tracker.scores(BASE, base_outcome.scores, base=True)
 
     outcomes: dict[str, StageOutcome] = {BASE: base_outcome}
     for stage in plan.stages:
@@ -115,13 +124,15 @@ def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console:
             outcome, model = _reuse(stage, source, session.run_dir, console), None
         else:
             earlier = {name: o.lineage for name, o in outcomes.items()}
-            outcome, model = _train(session, stage, source, earlier, datasets=datasets, console=console)
+            with tracker.stage(stage.name):
+                outcome, model = _train(session, stage, source, earlier, datasets=datasets, console=console)
         if stage.spec.evaluate:
             outcome.scores = evaluate_cached(
                 recipe, session.run_dir / stage.name, stage.fingerprint,
                 (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)),
                 tokenizer=session.tokenizer, console=console, label=stage.name,
             )
+            tracker.scores(stage.name, outcome.scores)
         del model
         gc.collect()
         outcome.input = stage.input
@@ -144,6 +155,7 @@ def _carry_out(session: RunSession, *, runs_dir: Path, force: set[str], console:
             failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
     _publish(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
+    write_report(report.run_dir, cached={s.name for s in stage_outcomes if s.cached})
     return report
 
 
@@ -196,7 +208,10 @@ def _train(
         model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
         input=source.lineage, tokenizer=session.tokenizer, datasets=datasets, console=console,
         resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
-        earlier=earlier, callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint()],
+        earlier=earlier, callbacks=[
+            MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint(),
+            TrainingProgress(console, stage.name),
+        ],
     )
     started = time.time()
     try:

@@ -53,6 +53,19 @@ class LaunchSpec(Strict):
     main_process_port: int | None = Field(None, ge=1, le=65535, description="Port of machine 0's rendezvous.")
 
 
+class TrackingSpec(Strict):
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard event files (training logs and eval scores) under runs/<name>/tensorboard/<stage>/."
+    )
+    mlflow: bool = Field(
+        False, description="Log to MLflow: one run per recipe run, one nested run per stage (training logs, eval scores)."
+    )
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default a local SQLite store, sqlite:///<runs dir>/mlflow.db."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name; default the recipe's name.")
+
+
 class Recipe(Strict):
     """A whole recipe. `stages` items validate against their type's model (see `recipe_model`)."""
 
@@ -65,6 +78,9 @@ class Recipe(Strict):
     export: ExportSpec = Field(default_factory=ExportSpec, description="Artifacts written for serving engines.")
     launch: LaunchSpec = Field(
         default_factory=LaunchSpec, description="Run training stages on several processes or machines."
+    )
+    tracking: TrackingSpec = Field(
+        default_factory=TrackingSpec, description="Experiment trackers that receive training logs and eval scores."
     )
 
     @field_validator("name")

@@ -8,6 +8,7 @@ import torch
 
 from posttrain.stagekit import StageContext
 from posttrain.stagekit.specs import TrainSpec
+from posttrain.tracking import report_to
 
 
 def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
@@ -39,7 +40,9 @@ def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
         "data_seed": ctx.seed,
         "bf16": bf16,
         "fp16": on_gpu and dtype == "float16",
-        "report_to": "none",
+        # TensorBoard/MLflow when the recipe's `tracking:` asks (posttrain/tracking.py sets it per stage).
+        "report_to": report_to(),
+        "run_name": ctx.stage_dir.name,
         "disable_tqdm": False,
         "dataloader_num_workers": 0,
         "use_cpu": not on_gpu,

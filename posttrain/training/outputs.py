@@ -7,6 +7,7 @@ from typing import Any
 from posttrain.errors import TrainingError
 from posttrain.stagekit import StageContext, StageResult
 from posttrain.training.callbacks import NonFiniteLossGuard
+from posttrain.training.progress import use_own_progress
 
 
 def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> StageResult:
@@ -15,6 +16,7 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
     A LoRA stage saves its adapter and extends the input lineage; a full
     fine-tune saves the whole model and starts a new lineage from it.
     """
+    use_own_progress(trainer)
     guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
     output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
     if guard is not None and guard.bad_step is not None:

@@ -1,0 +1,26 @@
+"""Run reports people read: `report.html` (one self-contained file) and `report.md`, the board, compare pages.
+
+`write_report(run_dir)` reads only the run directory's files, so it runs at the
+end of every `posttrain run` and again any time with `posttrain report RUN`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posttrain.report.collect import read_run
+from posttrain.report.compare import write_compare
+from posttrain.report.page import write_page
+from posttrain.report.sections import run_sections
+
+__all__ = ["write_compare", "write_report"]
+
+
+def write_report(run_dir: Path, *, cached: set[str] | None = None) -> Path:
+    """Write `report.html` and `report.md` into `run_dir`; `cached` names the stages this run reused."""
+    run = read_run(Path(run_dir))
+    stages = ", ".join(s.name for s in run.stages) or "no stages yet"
+    subtitle = f"run directory {run.run_dir} · stages: {stages}"
+    html_path, _ = write_page(run.run_dir, "report", f"posttrain run {run.name}", subtitle,
+                              run_sections([run], cached=cached))
+    return html_path

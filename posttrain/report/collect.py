@@ -1,0 +1,178 @@
+"""Read a run directory back into plain data for the report: stages, data reports, curves, scores, exports.
+
+Only files are read (stage.json, metrics.jsonl, eval.json, samples/, objective.json,
+export/), so a report can be written for any run at any time, by the run itself or
+by `posttrain report` later. Files another part of posttrain has not written yet
+(samples, objectives, export manifests) are simply absent from the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posttrain.rundir import read_json
+
+BASE = "base"
+SAMPLES_DIR = "samples"
+
+
+@dataclass
+class EvalData:
+    """One model's evaluation: headline scores, their intervals when recorded, per-document rows."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Task → 95% interval (from eval.json `stats`, else ±1.96·stderr of the primary metric)."""
+    metric: dict[str, str] = field(default_factory=dict)
+    """Task → the metric its headline score is."""
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Task → per-document rows (`samples/<task>.jsonl`): doc_id, prompt, target, response, metrics."""
+
+
+@dataclass
+class StageData:
+    name: str
+    type: str
+    input: str
+    status: str
+    teachers: list[str] = field(default_factory=list)
+    """Other models the stage reads (a distill teacher), by the name the recipe gave."""
+    seconds: float | None = None
+    finished: float | None = None
+    data: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    """metrics.jsonl records, one per logging step."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    eval: EvalData | None = None
+    objective: dict[str, Any] | None = None
+    """objective.json's `objective`: before/after held-out values, change_stderr, lower_is_better."""
+    exports: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per exported format: format, path, and what its manifest says (checks, serve command)."""
+
+
+@dataclass
+class DatasetData:
+    name: str
+    report: dict[str, Any]
+    lengths_png: Path | None
+
+
+@dataclass
+class RunData:
+    name: str
+    run_dir: Path
+    stages: list[StageData]
+    base: EvalData | None
+    datasets: list[DatasetData]
+    eval_tasks: list[str] = field(default_factory=list)
+
+    def models(self) -> list[tuple[str, EvalData]]:
+        """Every evaluated model, base first, in pipeline order."""
+        out = [(BASE, self.base)] if self.base else []
+        return out + [(s.name, s.eval) for s in self.stages if s.eval is not None]
+
+
+def read_run(run_dir: Path) -> RunData:
+    """Everything the report shows about the run in `run_dir`."""
+    order = _stage_order(run_dir)
+    stages = [s for s in (_read_stage(run_dir / name) for name in order) if s is not None]
+    datasets = [
+        DatasetData(d.name, read_json(d / "report.json") or {}, d / "lengths.png" if (d / "lengths.png").exists() else None)
+        for d in sorted((run_dir / "data").glob("*")) if (d / "report.json").exists()
+    ]
+    tasks = list(dict.fromkeys(t for s in stages if s.eval for t in s.eval.scores))
+    base = read_eval(run_dir / BASE)
+    return RunData(run_dir.name, run_dir, stages, base, datasets, eval_tasks=list(dict.fromkeys([*(base.scores if base else []), *tasks])))
+
+
+def _stage_order(run_dir: Path) -> list[str]:
+    """Stage names in recipe order (recipe.resolved.yaml), else every folder with a stage.json."""
+    names: list[str] = []
+    resolved = run_dir / "recipe.resolved.yaml"
+    if resolved.exists():
+        from ruamel.yaml import YAML
+
+        recipe = YAML(typ="safe").load(resolved.read_text(encoding="utf-8")) or {}
+        names = [s.get("name") for s in recipe.get("stages", []) if isinstance(s, dict) and s.get("name")]
+    found = sorted(p.parent.name for p in run_dir.glob("*/stage.json"))
+    return [n for n in names if n in found] + [n for n in found if n not in names]
+
+
+def _read_stage(stage_dir: Path) -> StageData | None:
+    record = read_json(stage_dir / "stage.json")
+    if record is None:
+        return None
+    spec = record.get("spec") or {}
+    teachers = [v for k, v in spec.items() if k in ("teacher",) and isinstance(v, str)]
+    objective = (read_json(stage_dir / "objective.json") or {}).get("objective")
+    return StageData(
+        name=record.get("name", stage_dir.name), type=record.get("type", spec.get("type", "?")),
+        input=record.get("input", BASE), status=record.get("status", "?"), teachers=teachers,
+        seconds=record.get("seconds"), finished=record.get("finished"), data=record.get("data"),
+        metrics=record.get("metrics") or {}, curves=read_jsonl(stage_dir / "metrics.jsonl"),
+        facts=record.get("facts") or {}, eval=read_eval(stage_dir), objective=objective,
+        exports=read_exports(stage_dir / "export"),
+    )
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The parseable records of a JSON-lines file; a line cut short by a kill is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def read_eval(folder: Path) -> EvalData | None:
+    """eval.json in `folder` with its stats and per-document samples, or None when never evaluated."""
+    record = read_json(folder / "eval.json")
+    if record is None:
+        return None
+    results = record.get("results") or {}
+    data = EvalData(scores=dict(record.get("scores") or {}), metric=dict(results.get("primary") or {}))
+    for task, stats in (record.get("stats") or results.get("stats") or {}).items():
+        if isinstance(stats, dict) and stats.get("metric"):
+            data.metric[task] = stats["metric"]  # the headline metric, keyed as in the samples' `metrics`
+        ci = stats.get("ci95") if isinstance(stats, dict) else None
+        if ci and len(ci) == 2 and None not in ci:
+            data.intervals[task] = (float(ci[0]), float(ci[1]))
+    for task, score in data.scores.items():
+        stderr = (results.get("tasks") or {}).get(task, {}).get(f"{data.metric.get(task, '')}_stderr")
+        if task not in data.intervals and isinstance(stderr, int | float):
+            low, high = score - 1.96 * stderr, score + 1.96 * stderr
+            if 0.0 <= score <= 1.0:  # a proportion: its interval cannot leave [0, 1]
+                low, high = max(0.0, low), min(1.0, high)
+            data.intervals[task] = (low, high)
+    for path in sorted((folder / SAMPLES_DIR).glob("*.jsonl")):
+        data.samples[path.stem] = read_jsonl(path)
+    return data
+
+
+def read_exports(export_dir: Path) -> list[dict[str, Any]]:
+    """Each exported format: its path and what the manifest beside it says (checks, serve command)."""
+    index = read_json(export_dir / "export.json") or {}
+    paths: dict[str, str] = dict(index.get("paths") or {})
+    out = []
+    for fmt, path in paths.items():
+        entry: dict[str, Any] = {"format": fmt, "path": path}
+        serving = (index.get("serving") or {}).get(fmt)
+        if serving:
+            entry["serving"] = serving
+        for manifest in (export_dir / fmt / "manifest.json", export_dir / f"{fmt}.json"):
+            entry.update(read_json(manifest) or {})
+        out.append(entry)
+    for manifest in sorted(export_dir.glob("*/manifest.json")):  # formats the index does not list
+        if manifest.parent.name not in paths:
+            out.append({"format": manifest.parent.name, "path": str(manifest.parent), **(read_json(manifest) or {})})
+    return out

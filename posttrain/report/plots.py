@@ -1,0 +1,129 @@
+"""The report's plots, drawn with matplotlib into PNG bytes (embedded in report.html, linked from report.md)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+COMMON_PANELS: list[tuple[str, tuple[str, ...]]] = [
+    ("loss", ("loss", "eval_loss")),
+    ("learning rate", ("learning_rate",)),
+    ("grad norm", ("grad_norm",)),
+]
+"""Panels every training stage gets: title → metrics.jsonl keys drawn in it."""
+
+TYPE_PANELS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "dpo": [("reward margin (chosen − rejected)", ("rewards/margins",)),
+            ("preference accuracy", ("rewards/accuracies",))],
+    "grpo": [("reward (total and per function)", ("reward", "rewards/*/mean")), ("KL to reference", ("kl",))],
+    "distill": [("loss parts (kd: divergence to teacher, ce: next token)", ("kd", "ce"))],
+}
+"""Each stage type's own signals. A `*` matches one path segment (GRPO's `rewards/<fn>/mean`)."""
+
+
+def _matches(pattern: str, key: str) -> bool:
+    if "*" not in pattern:
+        return key == pattern
+    head, tail = pattern.split("*", 1)
+    return key.startswith(head) and key.endswith(tail) and "/" not in key[len(head): len(key) - len(tail)]
+
+
+def series(records: Sequence[dict[str, Any]], pattern: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Key → (steps, values) for every key of the records matching `pattern`, finite numbers only."""
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for record in records:
+        step = record.get("step")
+        for key, value in record.items():
+            if not _matches(pattern, key) or not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if step is None or not math.isfinite(value):
+                continue
+            steps, values = out.setdefault(key, ([], []))
+            steps.append(float(step))
+            values.append(float(value))
+    return out
+
+
+def stage_panels(stage_type: str, records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, tuple[list[float], list[float]]]]]:
+    """The panels of a stage's curves that have data: (title, {key: (steps, values)})."""
+    panels = []
+    for title, patterns in COMMON_PANELS + TYPE_PANELS.get(stage_type, []):
+        lines: dict[str, tuple[list[float], list[float]]] = {}
+        for pattern in patterns:
+            lines.update(series(records, pattern))
+        if lines:
+            panels.append((title, lines))
+    return panels
+
+
+def _figure(n_panels: int, *, width: float = 3.4, height: float = 2.4):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    cols = min(n_panels, 3)
+    rows = math.ceil(n_panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib import pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def curves_png(stage_name: str, stage_type: str, records: Sequence[dict[str, Any]]) -> bytes | None:
+    """One small panel per signal against the training step; None when the stage logged nothing."""
+    panels = stage_panels(stage_type, records)
+    if not panels:
+        return None
+    fig, axes = _figure(len(panels))
+    for ax, (title, lines) in zip(axes, panels, strict=False):
+        for key, (steps, values) in lines.items():
+            ax.plot(steps, values, marker="o" if len(steps) < 12 else None, markersize=3, label=key)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{stage_name} ({stage_type})", fontsize=10)
+    return _png(fig)
+
+
+def scores_png(models: Sequence[tuple[str, dict[str, float], dict[str, tuple[float, float]]]], tasks: Sequence[str]) -> bytes | None:
+    """Grouped bars: one group per task, one bar per model, 95% intervals as error bars when known."""
+    if not tasks or not models:
+        return None
+    fig, (ax,) = _figure(1, width=max(4.0, 1.2 * len(tasks) * max(1, len(models)) ** 0.5 + 2), height=2.8)
+    width = 0.8 / len(models)
+    for i, (label, scores, intervals) in enumerate(models):
+        xs, ys, err_low, err_high = [], [], [], []
+        for j, task in enumerate(tasks):
+            if task not in scores:
+                continue
+            score = scores[task]
+            low, high = intervals.get(task, (score, score))
+            xs.append(j + (i - (len(models) - 1) / 2) * width)
+            ys.append(score)
+            err_low.append(max(0.0, score - low))
+            err_high.append(max(0.0, high - score))
+        ax.bar(xs, ys, width=width, label=label, yerr=[err_low, err_high], capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_xticks(range(len(tasks)), list(tasks), fontsize=8)
+    ax.set_ylabel("score", fontsize=8)
+    ax.tick_params(labelsize=7)
+    top = max([1.0, *(high for _, scores, iv in models for t, (_, high) in iv.items() if t in scores)])
+    ax.set_ylim(0, top * 1.3)  # headroom for the legend above the bars
+    ax.legend(fontsize=7, ncols=min(len(models), 4), loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
