@@ -44,7 +44,7 @@ def export_run(run_dir: Path, stage: str | None, formats: list[str], out: Path |
 
 
 def _load_recipe(run_dir: Path) -> Any:
-    from posttrain.recipe.schema import Recipe
+    from posttrain.recipe.schema import recipe_model
 
     path = run_dir / RESOLVED_RECIPE
     if not run_dir.is_dir():
@@ -52,7 +52,7 @@ def _load_recipe(run_dir: Path) -> Any:
     if not path.exists():
         raise UserError(f"{run_dir} is not a posttrain run directory: it has no {RESOLVED_RECIPE}")
     try:
-        return Recipe.model_validate(yaml.safe_load(path.read_text()))
+        return recipe_model().model_validate(yaml.safe_load(path.read_text()))
     except Exception as exc:  # a hand-edited or foreign file: say which one
         raise UserError(f"{path} does not load as a recipe: {exc}") from exc
 
