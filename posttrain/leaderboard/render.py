@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from posttrain.leaderboard.table import Cell, StageScores, compute_cells, task_columns
+from posttrain.stagekit.objective import HeldOutObjective
 
 
 def _fmt_delta(d: float | None, *, rich: bool) -> str:
@@ -98,3 +99,55 @@ def distill_markdown(rows: Sequence[StageScores]) -> str:
 def run_markdown(title: str, rows: Sequence[StageScores]) -> str:
     """The run's `leaderboard.md`: the score table, then distillation facts when a stage distilled."""
     return f"# {title}\n\n{markdown_table(rows)}\n{distill_markdown(rows)}"
+
+
+OBJECTIVE_COLUMNS = ("stage", "held-out", "metric", "before", "after", "Δ")
+
+
+def objective_rows(objectives: Sequence[tuple[str, HeldOutObjective]]) -> list[tuple[str, ...]]:
+    """One row per (stage, metric): the value before and after the stage on its held-out rows, and the change.
+
+    The change is marked ↑/↓ better or worse by the metric's own direction
+    (losses and divergences improve downwards).
+    """
+    out = []
+    for stage, objective in objectives:
+        measured = f"{objective.rows} rows" + ("" if objective.before_is == "input" else f"; before = {objective.before_is}")
+        for metric, before in objective.before.items():
+            after = objective.after.get(metric)
+            if after is None:
+                continue
+            better = objective.improved(metric)
+            verdict = "" if better is None else (" better" if better else " worse")
+            out.append((stage, measured, metric, f"{before:.4g}", f"{after:.4g}", f"{after - before:+.4g}{verdict}"))
+            stage, measured = "", ""  # once per stage, the table reads as a group
+    return out
+
+
+def objectives_rich_table(objectives: Sequence[tuple[str, HeldOutObjective]]) -> Table | None:
+    """What each stage optimized, measured on its data's held-out split before and after it."""
+    found = objective_rows(objectives)
+    if not found:
+        return None
+    table = Table(title="stage objectives on held-out data (before → after the stage)")
+    for column in OBJECTIVE_COLUMNS:
+        table.add_column(column, justify="right" if column in ("before", "after", "Δ") else "left")
+    for row in found:
+        delta = row[-1]
+        colour = "green" if delta.endswith("better") else "red" if delta.endswith("worse") else ""
+        table.add_row(*row[:-1], f"[{colour}]{delta}[/{colour}]" if colour else delta)
+    return table
+
+
+def objectives_markdown(objectives: Sequence[tuple[str, HeldOutObjective]]) -> str:
+    found = objective_rows(objectives)
+    if not found:
+        return ""
+    lines = [
+        "## stage objectives on held-out data", "",
+        "What each stage optimized, on its dataset's held-out split, before and after the stage.", "",
+        "| " + " | ".join(OBJECTIVE_COLUMNS) + " |", "|---|---|---|---:|---:|---:|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in found]
+    notes = [f"- {stage}: {note}" for stage, objective in objectives for note in objective.notes]
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

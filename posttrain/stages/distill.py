@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from posttrain.stagekit import DistillFacts, StageContext, StageResult, StageType
+from posttrain.stagekit import DistillFacts, HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.objective import held_out_rows
 from posttrain.stagekit.specs import StageCommon, Strict
 
 
@@ -180,6 +181,77 @@ def _compare(teacher: Any, student: Any, tokenizer: Any, teacher_scores: dict[st
     )
 
 
+def held_out_objective(ctx: StageContext, spec: DistillStage, trained: Any) -> HeldOutObjective | None:
+    """The stage's divergence from the teacher on held-out answers, for the student before and after training.
+
+    "Before" is the student as distillation started (student_init/ for a
+    pruned student, the named model otherwise). Also reported: each model's
+    loss on the held-out answers (`loss`; the teacher's own as `teacher_loss`),
+    so what the student keeps of the teacher is visible without a benchmark.
+    Prompt rows are answered by the teacher (greedy), as sequence KD does.
+    """
+    from posttrain.distill.data import prompt_of
+    from posttrain.distill.models import load_teacher
+    from posttrain.training.objectives import encode_completion, greedy_replies
+
+    rows = held_out_rows(ctx, spec.data)
+    if not rows:
+        return None
+    teacher = load_teacher(ctx, spec.teacher or ctx.input_name).model
+    teacher.eval()
+    prompts = [prompt_of(row) for row in rows]
+    if all("messages" in row for row in rows):
+        answers = [row["messages"][-1]["content"] for row in rows]
+    else:
+        answers = greedy_replies(teacher, ctx.tokenizer, prompts, max_new_tokens=spec.max_new_tokens)
+    items = [encode_completion(ctx.tokenizer, p, a, max_length=spec.train.max_length) for p, a in zip(prompts, answers, strict=True)]
+    before_model = _student_before_training(ctx, spec)
+    before, teacher_loss = _against_teacher(spec, before_model, teacher, items, ctx.tokenizer.pad_token_id)
+    after, _ = _against_teacher(spec, trained, teacher, items, ctx.tokenizer.pad_token_id)
+    del teacher, before_model
+    gc.collect()
+    return HeldOutObjective(
+        before={**before, "teacher_loss": teacher_loss}, after={**after, "teacher_loss": teacher_loss},
+        rows=len(rows), before_is="student before training", lower_is_better=(spec.loss, "loss", "teacher_loss"),
+    )
+
+
+def _student_before_training(ctx: StageContext, spec: DistillStage) -> Any:
+    from posttrain.models.loading import load_model
+    from posttrain.models.resolve import resolve_model
+
+    init_dir = ctx.stage_dir / "student_init"
+    path = init_dir if spec.student.init == "prune" else resolve_model(spec.student.model, base_dir=ctx.base_dir).path
+    model = load_model(path, dtype=ctx.model_spec.dtype, trust_remote_code=ctx.model_spec.trust_remote_code)
+    model.eval()
+    return model
+
+
+def _against_teacher(spec: DistillStage, student: Any, teacher: Any, items: list[Any], pad_id: int) -> tuple[dict[str, float], float]:
+    """({divergence, loss} of the student, the teacher's loss), averaged over every answer token."""
+    import torch
+    import torch.nn.functional as F
+
+    from posttrain.distill.losses import IGNORE_INDEX, divergence
+    from posttrain.training.objectives import batches, shifted_logits
+
+    totals = {"div": 0.0, "student": 0.0, "teacher": 0.0, "tokens": 0}
+    with torch.inference_mode():
+        for batch in batches(items, 4, pad_id):
+            s_logits, labels = shifted_logits(student, batch)
+            t_logits, _ = shifted_logits(teacher, batch)
+            shared = min(s_logits.size(-1), t_logits.size(-1))
+            s_logits, t_logits = s_logits[..., :shared].float(), t_logits[..., :shared].float()
+            mask = labels != IGNORE_INDEX
+            div = divergence(spec.loss, s_logits, t_logits, beta=spec.beta, temperature=spec.temperature)
+            totals["div"] += float((div * mask).sum())
+            for key, logits in (("student", s_logits), ("teacher", t_logits)):
+                totals[key] += float(F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"))
+            totals["tokens"] += int(mask.sum())
+    n = max(totals["tokens"], 1)
+    return {spec.loss: totals["div"] / n, "loss": totals["student"] / n}, totals["teacher"] / n
+
+
 def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
     if raw.get("sequence_kd") or raw.get("lmbda", 0) == 1:
         return ("chat", "prompt"), ""
@@ -189,5 +261,5 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 
 STAGE = StageType(
     name="distill", spec=DistillStage, run=run, data_kinds=("chat", "prompt"), data_kinds_for=_data_kinds,
-    model_inputs=("teacher",),
+    model_inputs=("teacher",), held_out_objective=held_out_objective,
 )
