@@ -140,3 +140,10 @@ def test_objectives_are_shown_and_cached_on_rerun(tiny_run) -> None:
         assert (run_dir / stage / "objective.json").stat().st_mtime_ns == stamps[stage], f"{stage} recomputed"
         assert (run_dir / stage / "objective.json").read_text() == text
     assert dict(again.objectives())["sft"] == dict(report.objectives())["sft"]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "dpo", "grpo", "distill"])
+def test_shipped_recipes_hold_out_data_for_every_stage_objective(name: str) -> None:
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml").recipe
+    for stage in recipe.stages:
+        assert recipe.datasets[stage.data].eval_split > 0, f"{name}: stage {stage.name} has no held-out data"
