@@ -112,7 +112,9 @@ def objective_rows(objectives: Sequence[tuple[str, HeldOutObjective]]) -> list[t
     """
     out = []
     for stage, objective in objectives:
-        measured = f"{objective.rows} rows" + ("" if objective.before_is == "input" else f"; before = {objective.before_is}")
+        measured = f"{objective.rows} rows"
+        if objective.before_is != "input":
+            measured += f"; before = {objective.before_is}"
         for metric, before in objective.before.items():
             after = objective.after.get(metric)
             if after is None:

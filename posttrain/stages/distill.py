@@ -204,7 +204,8 @@ def held_out_objective(ctx: StageContext, spec: DistillStage, trained: Any) -> H
         answers = [row["messages"][-1]["content"] for row in rows]
     else:
         answers = greedy_replies(teacher, ctx.tokenizer, prompts, max_new_tokens=spec.max_new_tokens)
-    items = [encode_completion(ctx.tokenizer, p, a, max_length=spec.train.max_length) for p, a in zip(prompts, answers, strict=True)]
+    length = spec.train.max_length
+    items = [encode_completion(ctx.tokenizer, p, a, max_length=length) for p, a in zip(prompts, answers, strict=True)]
     before_model = _student_before_training(ctx, spec)
     before, teacher_loss = _against_teacher(spec, before_model, teacher, items, ctx.tokenizer.pad_token_id)
     after, _ = _against_teacher(spec, trained, teacher, items, ctx.tokenizer.pad_token_id)
@@ -227,7 +228,9 @@ def _student_before_training(ctx: StageContext, spec: DistillStage) -> Any:
     return model
 
 
-def _against_teacher(spec: DistillStage, student: Any, teacher: Any, items: list[Any], pad_id: int) -> tuple[dict[str, float], float]:
+def _against_teacher(
+    spec: DistillStage, student: Any, teacher: Any, items: list[Any], pad_id: int
+) -> tuple[dict[str, float], float]:
     """({divergence, loss} of the student, the teacher's loss), averaged over every answer token."""
     import torch
     import torch.nn.functional as F
@@ -246,7 +249,8 @@ def _against_teacher(spec: DistillStage, student: Any, teacher: Any, items: list
             div = divergence(spec.loss, s_logits, t_logits, beta=spec.beta, temperature=spec.temperature)
             totals["div"] += float((div * mask).sum())
             for key, logits in (("student", s_logits), ("teacher", t_logits)):
-                totals[key] += float(F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"))
+                loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+                totals[key] += float(loss)
             totals["tokens"] += int(mask.sum())
     n = max(totals["tokens"], 1)
     return {spec.loss: totals["div"] / n, "loss": totals["student"] / n}, totals["teacher"] / n

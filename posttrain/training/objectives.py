@@ -76,7 +76,9 @@ def shifted_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
 
 
 @torch.inference_mode()
-def completion_logps(model: Any, items: Sequence[Encoded], *, pad_id: int, batch_size: int = 4) -> list[tuple[float, int]]:
+def completion_logps(
+    model: Any, items: Sequence[Encoded], *, pad_id: int, batch_size: int = 4
+) -> list[tuple[float, int]]:
     """(sum of log p over the completion's tokens, number of those tokens) per item, in order."""
     was_training = model.training
     model.eval()
