@@ -17,11 +17,14 @@ from posttrain.stagekit.specs import RewardSpec
 from posttrain.training import objectives
 from posttrain.training.objectives import (
     IGNORE_INDEX,
+    PerRow,
+    change_stderr,
     completion_logps,
     encode_completion,
-    mean_token_loss,
+    objective_of,
     preference_stats,
     reward_means,
+    token_loss,
 )
 from posttrain.training.scoring import load_rewards
 
@@ -66,17 +69,42 @@ def test_completion_logps_match_a_hand_computed_sum_and_ignore_padding(tokenizer
     assert alone[0][1] == int(keep.sum())
 
 
-def test_mean_token_loss_weights_by_tokens() -> None:
-    assert mean_token_loss([(-1.0, 1), (-9.0, 9)]) == pytest.approx(1.0)
-    assert math.isnan(mean_token_loss([]))
+def test_token_loss_weights_by_tokens() -> None:
+    assert token_loss([(-1.0, 1), (-9.0, 9)]).value == pytest.approx(1.0)
+    assert math.isnan(token_loss([]).value)
+
+
+def test_change_stderr_is_the_paired_error_of_the_weighted_mean() -> None:
+    before = PerRow((4.0, 2.0, 6.0), (2.0, 1.0, 3.0))
+    shift = PerRow((3.0, 1.0, 5.0), (2.0, 1.0, 3.0))  # every row 1 lower in its sum: a constant difference
+    assert change_stderr(before, shift) == 0.0
+    noisy = PerRow((5.0, 1.0, 6.0), (2.0, 1.0, 3.0))  # differences +1, -1, 0
+    assert change_stderr(before, noisy) == pytest.approx(math.sqrt(3 * 1.0) / 6)
+    skipped = PerRow((9.0, 2.0, 0.0), (1.0, 1.0, 0.0))  # weight 0: the row does not count
+    assert change_stderr(skipped, PerRow((8.0, 2.0, 7.0), (1.0, 1.0, 0.0))) == pytest.approx(math.sqrt(2 * 0.5) / 2)
+    with pytest.raises(ValueError, match="same rows"):
+        change_stderr(before, PerRow.mean_of([1.0, 2.0, 3.0]))
+
+
+def test_a_consistent_change_is_significant_and_a_mixed_one_is_noise() -> None:
+    steady = objective_of(
+        {"loss": PerRow.mean_of([2.0, 2.1, 1.9, 2.0])}, {"loss": PerRow.mean_of([1.5, 1.6, 1.5, 1.4])},
+        rows=4, lower_is_better=("loss",),
+    )
+    assert steady.improved("loss") and steady.significant("loss")
+    mixed = objective_of(
+        {"reward": PerRow.mean_of([0, 1, 0, 1, 1, 0])}, {"reward": PerRow.mean_of([1, 0, 1, 0, 1, 1])}, rows=6
+    )
+    assert mixed.improved("reward") and mixed.significant("reward") is False
 
 
 def test_the_reference_has_zero_implicit_reward_and_a_better_policy_a_positive_one() -> None:
     ref_c, ref_r = [-5.0, -4.0, -6.0], [-5.0, -3.0, -6.0]
-    same = preference_stats(ref_c, ref_r, ref_c, ref_r, beta=0.1)
+    same = {k: v.value for k, v in preference_stats(ref_c, ref_r, ref_c, ref_r, beta=0.1).items()}
     assert same["reward_margin"] == 0 and same["reward_accuracy"] == 0
     assert same["logp_margin"] == pytest.approx(-1 / 3) and same["logp_accuracy"] == 0
-    better = preference_stats([-4.0, -3.0, -5.0], [-6.0, -3.5, -7.0], ref_c, ref_r, beta=0.1)
+    stats = preference_stats([-4.0, -3.0, -5.0], [-6.0, -3.5, -7.0], ref_c, ref_r, beta=0.1)
+    better = {k: v.value for k, v in stats.items()}
     assert better["reward_accuracy"] == 1.0
     assert better["reward_margin"] == pytest.approx(0.1 * (2 + 0.5 + 2) / 3 + 0.1 * 1 / 3)
     assert better["logp_accuracy"] == 1.0
@@ -92,7 +120,7 @@ def test_reward_means_skip_rows_a_reward_does_not_apply_to() -> None:
         {"prompt": PROMPT, "answer": "19"},
         {"prompt": PROMPT, "answer": None},  # an instruction row: exact_number does not apply
     ]
-    means = reward_means(rewards, rows, ["Answer: 19", "Answer: 20", "Answer: 3"])
+    means = {k: v.value for k, v in reward_means(rewards, rows, ["Answer: 19", "Answer: 20", "Answer: 3"]).items()}
     assert means["reward/exact_number"] == pytest.approx(0.5)  # over the two rows with an answer
     assert means["reward/answer_line"] == pytest.approx(1.0)
     assert means["reward"] == pytest.approx((1.5 + 0.5 + 0.5) / 3)
@@ -100,7 +128,9 @@ def test_reward_means_skip_rows_a_reward_does_not_apply_to() -> None:
 
 def test_direction_of_a_change_follows_the_metric() -> None:
     objective = HeldOutObjective(
-        before={"loss": 2.0, "reward": 0.1, "same": 1.0}, after={"loss": 1.5, "reward": 0.05, "same": 1.0},
+        before={"loss": 2.0, "reward": 0.1, "same": 1.0, "acc": 0.5},
+        after={"loss": 1.5, "reward": 0.05, "same": 1.0, "acc": 0.6},
+        change_stderr={"loss": 0.1, "reward": 0.01, "same": 0.0, "acc": 0.1},
         rows=12, lower_is_better=("loss",), notes=["a note"],
     )
     assert objective.improved("loss") is True
@@ -108,10 +138,12 @@ def test_direction_of_a_change_follows_the_metric() -> None:
     assert objective.improved("same") is None
     assert HeldOutObjective.from_dict(objective.to_dict()) == objective
     rows = objective_rows([("sft", objective)])
-    assert rows[0] == ("sft", "12 rows", "loss", "2", "1.5", "-0.5 better")
-    assert rows[1][-1] == "-0.05 worse" and rows[1][0] == ""
+    assert rows[0] == ("sft", "12 rows", "loss", "2", "1.5", "-0.5 ± 0.2", "better")
+    assert rows[1][-2:] == ("-0.05 ± 0.02", "worse") and rows[1][0] == ""
+    assert rows[2][-1] == "unchanged"
+    assert rows[3][-1] == "within noise"  # +0.1 with a 95% band of ±0.2
     text = objectives_markdown([("sft", objective)])
-    assert "| sft | 12 rows | loss | 2 | 1.5 | -0.5 better |" in text and "- sft: a note" in text
+    assert "| sft | 12 rows | loss | 2 | 1.5 | -0.5 ± 0.2 | better |" in text and "- sft: a note" in text
 
 
 def test_docstring_examples() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.table import Table
@@ -101,14 +102,26 @@ def run_markdown(title: str, rows: Sequence[StageScores]) -> str:
     return f"# {title}\n\n{markdown_table(rows)}\n{distill_markdown(rows)}"
 
 
-OBJECTIVE_COLUMNS = ("stage", "held-out", "metric", "before", "after", "Δ")
+OBJECTIVE_COLUMNS = ("stage", "held-out", "metric", "before", "after", "Δ ± 95%", "verdict")
+
+
+def objective_verdict(objective: HeldOutObjective, metric: str) -> str:
+    """`better` / `worse` when the change is outside its 95% band (by the metric's direction), else `within noise`."""
+    better = objective.improved(metric)
+    if better is None:
+        return "unchanged"
+    direction = "better" if better else "worse"
+    significant = objective.significant(metric)
+    if significant is None:
+        return f"{direction} (no error estimate)"
+    return direction if significant else "within noise"
 
 
 def objective_rows(objectives: Sequence[tuple[str, HeldOutObjective]]) -> list[tuple[str, ...]]:
-    """One row per (stage, metric): the value before and after the stage on its held-out rows, and the change.
+    """One row per (stage, metric): before and after the stage on its held-out rows, the change and its verdict.
 
-    The change is marked ↑/↓ better or worse by the metric's own direction
-    (losses and divergences improve downwards).
+    The ± is 1.96 paired standard errors over the held-out rows; losses and
+    divergences improve downwards, everything else upwards.
     """
     out = []
     for stage, objective in objectives:
@@ -119,9 +132,10 @@ def objective_rows(objectives: Sequence[tuple[str, HeldOutObjective]]) -> list[t
             after = objective.after.get(metric)
             if after is None:
                 continue
-            better = objective.improved(metric)
-            verdict = "" if better is None else (" better" if better else " worse")
-            out.append((stage, measured, metric, f"{before:.4g}", f"{after:.4g}", f"{after - before:+.4g}{verdict}"))
+            stderr = objective.change_stderr.get(metric, math.nan)
+            band = "" if math.isnan(stderr) else f" ± {1.96 * stderr:.2g}"
+            verdict = objective_verdict(objective, metric)
+            out.append((stage, measured, metric, f"{before:.4g}", f"{after:.4g}", f"{after - before:+.4g}{band}", verdict))
             stage, measured = "", ""  # once per stage, the table reads as a group
     return out
 
@@ -131,13 +145,13 @@ def objectives_rich_table(objectives: Sequence[tuple[str, HeldOutObjective]]) ->
     found = objective_rows(objectives)
     if not found:
         return None
-    table = Table(title="stage objectives on held-out data (before → after the stage)")
+    table = Table(title="stage objectives on held-out data (before → after the stage; ± = 95% paired interval)")
     for column in OBJECTIVE_COLUMNS:
-        table.add_column(column, justify="right" if column in ("before", "after", "Δ") else "left")
+        table.add_column(column, justify="right" if column in ("before", "after", "Δ ± 95%") else "left")
+    colours = {"better": "green", "worse": "red"}
     for row in found:
-        delta = row[-1]
-        colour = "green" if delta.endswith("better") else "red" if delta.endswith("worse") else ""
-        table.add_row(*row[:-1], f"[{colour}]{delta}[/{colour}]" if colour else delta)
+        colour = colours.get(row[-1])
+        table.add_row(*row[:-1], f"[{colour}]{row[-1]}[/{colour}]" if colour else row[-1])
     return table
 
 
@@ -147,8 +161,9 @@ def objectives_markdown(objectives: Sequence[tuple[str, HeldOutObjective]]) -> s
         return ""
     lines = [
         "## stage objectives on held-out data", "",
-        "What each stage optimized, on its dataset's held-out split, before and after the stage.", "",
-        "| " + " | ".join(OBJECTIVE_COLUMNS) + " |", "|---|---|---|---:|---:|---:|",
+        "What each stage optimized, on its dataset's held-out split, before and after the stage "
+        "(± = 1.96 paired standard errors over the held-out rows).", "",
+        "| " + " | ".join(OBJECTIVE_COLUMNS) + " |", "|---|---|---|---:|---:|---:|---|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in found]
     notes = [f"- {stage}: {note}" for stage, objective in objectives for note in objective.notes]

@@ -11,10 +11,10 @@ from rich.console import Console
 from posttrain.fingerprint import fingerprint
 from posttrain.rundir import read_json, write_json
 from posttrain.stagekit import HeldOutObjective, StageContext, StageType
-from posttrain.training.objectives import HELD_OUT_MAX_ROWS
+from posttrain.stagekit.objective import HELD_OUT_MAX_ROWS
 
 OBJECTIVE_FILE = "objective.json"
-OBJECTIVE_VERSION = 1
+OBJECTIVE_VERSION = 2
 """Bump when what an objective measures changes, so cached objective.json files are recomputed."""
 
 

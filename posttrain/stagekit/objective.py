@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from posttrain.stagekit.context import StageContext
+
+HELD_OUT_MAX_ROWS = 64
+"""At most this many held-out rows are measured (the first ones of the shuffled split): a bounded cost."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,8 @@ class HeldOutObjective:
     after: dict[str, float]
     rows: int
     """How many held-out rows (pairs, prompts, conversations) were measured."""
+    change_stderr: dict[str, float] = field(default_factory=dict)
+    """Standard error of after − before per metric, from the per-row paired differences."""
     before_is: str = "input"
     """What `before` measured: the stage's input model, or (distillation) the student before training."""
     lower_is_better: tuple[str, ...] = ()
@@ -43,11 +49,17 @@ class HeldOutObjective:
             return None
         return (delta < 0) == (metric in self.lower_is_better)
 
+    def significant(self, metric: str) -> bool | None:
+        """Whether the change is outside its 95% noise band (|Δ| > 1.96·stderr); None without an error estimate."""
+        delta, stderr = self.deltas().get(metric), self.change_stderr.get(metric)
+        if delta is None or stderr is None or math.isnan(stderr):
+            return None
+        return abs(delta) > 1.96 * stderr
+
 
 def held_out_rows(ctx: StageContext, data: str) -> list[dict[str, Any]]:
     """The first rows of dataset `data`'s held-out split (its eval.jsonl), at most HELD_OUT_MAX_ROWS; [] if none."""
     from data_prep import read_rows
-    from posttrain.training.objectives import HELD_OUT_MAX_ROWS
 
     path = ctx.dataset(data).eval_path
     if path is None or not path.exists():

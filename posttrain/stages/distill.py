@@ -192,7 +192,7 @@ def held_out_objective(ctx: StageContext, spec: DistillStage, trained: Any) -> H
     """
     from posttrain.distill.data import prompt_of
     from posttrain.distill.models import load_teacher
-    from posttrain.training.objectives import encode_completion, greedy_replies
+    from posttrain.training.objectives import encode_completion, greedy_replies, objective_of
 
     rows = held_out_rows(ctx, spec.data)
     if not rows:
@@ -206,14 +206,13 @@ def held_out_objective(ctx: StageContext, spec: DistillStage, trained: Any) -> H
         answers = greedy_replies(teacher, ctx.tokenizer, prompts, max_new_tokens=spec.max_new_tokens)
     length = spec.train.max_length
     items = [encode_completion(ctx.tokenizer, p, a, max_length=length) for p, a in zip(prompts, answers, strict=True)]
-    before_model = _student_before_training(ctx, spec)
-    before, teacher_loss = _against_teacher(spec, before_model, teacher, items, ctx.tokenizer.pad_token_id)
-    after, _ = _against_teacher(spec, trained, teacher, items, ctx.tokenizer.pad_token_id)
-    del teacher, before_model
+    students = {"before": _student_before_training(ctx, spec), "after": trained}
+    measured = _against_teacher(spec, students, teacher, items, ctx.tokenizer.pad_token_id)
+    del teacher, students
     gc.collect()
-    return HeldOutObjective(
-        before={**before, "teacher_loss": teacher_loss}, after={**after, "teacher_loss": teacher_loss},
-        rows=len(rows), before_is="student before training", lower_is_better=(spec.loss, "loss", "teacher_loss"),
+    return objective_of(
+        measured["before"], measured["after"], rows=len(rows), before_is="student before training",
+        lower_is_better=(spec.loss, "loss", "teacher_loss"),
     )
 
 
@@ -229,31 +228,42 @@ def _student_before_training(ctx: StageContext, spec: DistillStage) -> Any:
 
 
 def _against_teacher(
-    spec: DistillStage, student: Any, teacher: Any, items: list[Any], pad_id: int
-) -> tuple[dict[str, float], float]:
-    """({divergence, loss} of the student, the teacher's loss), averaged over every answer token."""
+    spec: DistillStage, students: dict[str, Any], teacher: Any, items: list[Any], pad_id: int
+) -> dict[str, dict[str, Any]]:
+    """Per student: its divergence from the teacher and its loss, and the teacher's loss, per answer token.
+
+    Each row keeps its token sums (training.objectives.PerRow), so changes get a paired error;
+    the teacher runs once per batch for all students.
+    """
     import torch
-    import torch.nn.functional as F
 
     from posttrain.distill.losses import IGNORE_INDEX, divergence
-    from posttrain.training.objectives import batches, shifted_logits
+    from posttrain.training.objectives import PerRow, batches, row_nll, shifted_logits
 
-    totals = {"div": 0.0, "student": 0.0, "teacher": 0.0, "tokens": 0}
+    sums: dict[str, dict[str, list[float]]] = {name: {spec.loss: [], "loss": []} for name in students}
+    teacher_loss: list[float] = []
+    tokens: list[float] = []
     with torch.inference_mode():
         for batch in batches(items, 4, pad_id):
-            s_logits, labels = shifted_logits(student, batch)
-            t_logits, _ = shifted_logits(teacher, batch)
-            shared = min(s_logits.size(-1), t_logits.size(-1))
-            s_logits, t_logits = s_logits[..., :shared].float(), t_logits[..., :shared].float()
+            t_logits, labels = shifted_logits(teacher, batch)
             mask = labels != IGNORE_INDEX
-            div = divergence(spec.loss, s_logits, t_logits, beta=spec.beta, temperature=spec.temperature)
-            totals["div"] += float((div * mask).sum())
-            for key, logits in (("student", s_logits), ("teacher", t_logits)):
-                loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum")
-                totals[key] += float(loss)
-            totals["tokens"] += int(mask.sum())
-    n = max(totals["tokens"], 1)
-    return {spec.loss: totals["div"] / n, "loss": totals["student"] / n}, totals["teacher"] / n
+            tokens += mask.sum(-1).tolist()
+            teacher_loss += row_nll(t_logits, labels)
+            for name, student in students.items():
+                s_logits, _ = shifted_logits(student, batch)
+                shared = min(s_logits.size(-1), t_logits.size(-1))
+                s_part, t_part = s_logits[..., :shared].float(), t_logits[..., :shared].float()
+                div = divergence(spec.loss, s_part, t_part, beta=spec.beta, temperature=spec.temperature)
+                sums[name][spec.loss] += (div * mask).sum(-1).tolist()
+                sums[name]["loss"] += row_nll(s_part, labels)
+    weights = tuple(float(n) for n in tokens)
+    return {
+        name: {
+            **{metric: PerRow(tuple(values), weights) for metric, values in per_metric.items()},
+            "teacher_loss": PerRow(tuple(teacher_loss), weights),
+        }
+        for name, per_metric in sums.items()
+    }
 
 
 def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:

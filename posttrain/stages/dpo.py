@@ -155,7 +155,12 @@ def held_out_objective(ctx: StageContext, spec: DPOStage, trained: Any) -> HeldO
     the held-out prompts exactly as the training pairs were (cached in
     heldout_pairs.jsonl, which lives and dies with the stage folder).
     """
-    from posttrain.training.objectives import completion_logps, encode_completion, preference_stats
+    from posttrain.training.objectives import (
+        completion_logps,
+        encode_completion,
+        objective_of,
+        preference_stats,
+    )
 
     rows = _held_out_pairs(ctx, spec, trained)
     if not rows:
@@ -172,9 +177,9 @@ def held_out_objective(ctx: StageContext, spec: DPOStage, trained: Any) -> HeldO
     with input_model(ctx, trained) as reference:
         ref_chosen, ref_rejected = logps(reference)
     policy_chosen, policy_rejected = logps(trained)
-    return HeldOutObjective(
-        before=preference_stats(ref_chosen, ref_rejected, ref_chosen, ref_rejected, beta=spec.beta),
-        after=preference_stats(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=spec.beta),
+    return objective_of(
+        preference_stats(ref_chosen, ref_rejected, ref_chosen, ref_rejected, beta=spec.beta),
+        preference_stats(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=spec.beta),
         rows=len(rows),
         notes=["reward_*: DPO's implicit reward vs the input model (0 before, by definition); "
                "logp_*: log p(chosen) − log p(rejected) of the model itself"],

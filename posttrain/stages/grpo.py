@@ -138,7 +138,7 @@ def held_out_objective(ctx: StageContext, spec: GRPOStage, trained: Any) -> Held
     Greedy rather than sampled: one deterministic reply per prompt, the same
     length limit as training, so before and after differ only by the model.
     """
-    from posttrain.training.objectives import greedy_replies, reward_means
+    from posttrain.training.objectives import PerRow, greedy_replies, objective_of, reward_means
     from posttrain.training.scoring import load_rewards
 
     rows = held_out_rows(ctx, spec.data)
@@ -147,13 +147,13 @@ def held_out_objective(ctx: StageContext, spec: GRPOStage, trained: Any) -> Held
     rewards = load_rewards(spec.rewards, base_dir=ctx.base_dir)
     prompts = [row["prompt"] for row in rows]
 
-    def measure(model: Any) -> dict[str, float]:
+    def measure(model: Any) -> dict[str, PerRow]:
         replies = greedy_replies(model, ctx.tokenizer, prompts, max_new_tokens=spec.max_completion_length)
         return reward_means(rewards, rows, replies)
 
     with input_model(ctx, trained) as before:
         measured_before = measure(before)
-    return HeldOutObjective(before=measured_before, after=measure(trained), rows=len(rows))
+    return objective_of(measured_before, measure(trained), rows=len(rows))
 
 
 STAGE = StageType(

@@ -65,7 +65,7 @@ def held_out_objective(ctx: StageContext, spec: SFTStage, trained: Any) -> HeldO
 
     Measured on the answer's tokens whatever `loss_on` is, so every SFT stage reports the same quantity.
     """
-    from posttrain.training.objectives import completion_logps, encode_completion, mean_token_loss
+    from posttrain.training.objectives import completion_logps, encode_completion, objective_of, token_loss
 
     rows = [row for row in held_out_rows(ctx, spec.data) if row["messages"][-1]["role"] == "assistant"]
     if not rows:
@@ -77,11 +77,9 @@ def held_out_objective(ctx: StageContext, spec: SFTStage, trained: Any) -> HeldO
     ]
     pad_id = ctx.tokenizer.pad_token_id
     with input_model(ctx, trained) as before:
-        loss_before = mean_token_loss(completion_logps(before, items, pad_id=pad_id))
-    loss_after = mean_token_loss(completion_logps(trained, items, pad_id=pad_id))
-    return HeldOutObjective(
-        before={"loss": loss_before}, after={"loss": loss_after}, rows=len(rows), lower_is_better=("loss",)
-    )
+        loss_before = token_loss(completion_logps(before, items, pad_id=pad_id))
+    loss_after = token_loss(completion_logps(trained, items, pad_id=pad_id))
+    return objective_of({"loss": loss_before}, {"loss": loss_after}, rows=len(rows), lower_is_better=("loss",))
 
 
 STAGE = StageType(

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from posttrain.stagekit.objective import HeldOutObjective
 from posttrain.training.scoring import Reward
 
 IGNORE_INDEX = -100
-HELD_OUT_MAX_ROWS = 64
-"""At most this many held-out rows are measured (the first ones of the shuffled split): a bounded cost."""
 
 Messages = list[dict[str, str]]
 
@@ -75,6 +74,12 @@ def shifted_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Te
     return out.logits[:, :-1], batch["labels"][:, 1:].to(device)
 
 
+def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Summed negative log-likelihood of each row's labelled tokens, from aligned logits and labels (float32)."""
+    nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+    return nll.sum(-1).tolist()
+
+
 @torch.inference_mode()
 def completion_logps(
     model: Any, items: Sequence[Encoded], *, pad_id: int, batch_size: int = 4
@@ -86,31 +91,80 @@ def completion_logps(
     try:
         for batch in batches(items, batch_size, pad_id):
             logits, labels = shifted_logits(model, batch)
-            mask = labels != IGNORE_INDEX
-            token_logps = -F.cross_entropy(
-                logits.float().transpose(1, 2), labels.clamp_min(0), reduction="none"
-            )
-            sums = (token_logps * mask).sum(-1)
-            results += [(float(s), int(n)) for s, n in zip(sums, mask.sum(-1), strict=True)]
+            counts = (labels != IGNORE_INDEX).sum(-1).tolist()
+            results += [(-nll, int(n)) for nll, n in zip(row_nll(logits, labels), counts, strict=True)]
     finally:
         model.train(was_training)
     return results
 
 
-def mean_token_loss(logps: Sequence[tuple[float, int]]) -> float:
+@dataclass(frozen=True)
+class PerRow:
+    """A held-out metric kept per row, so a before/after change gets a paired error: Σ values / Σ weights.
+
+    Weight 1 per row is a plain mean; token counts make a per-token mean; weight 0 leaves a row out
+    (a reward that does not apply to it).
+    """
+
+    values: tuple[float, ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def mean_of(cls, values: Sequence[float]) -> PerRow:
+        return cls(tuple(values), (1.0,) * len(values))
+
+    @property
+    def value(self) -> float:
+        total = sum(self.weights)
+        return sum(self.values) / total if total else math.nan
+
+
+def change_stderr(before: PerRow, after: PerRow) -> float:
+    """Standard error of `after.value − before.value`, both measured on the same rows (a paired difference).
+
+    The change is Σ dᵢ / W with dᵢ the per-row difference of the summed values and W the total weight
+    (the same rows and tokens on both sides), so its error is √(n·var(d)) / W over the n rows that count.
+
+    >>> round(change_stderr(PerRow.mean_of([0, 0, 0, 0]), PerRow.mean_of([1, 0, 1, 0])), 3)
+    0.289
+    """
+    if before.weights != after.weights:
+        raise ValueError("a paired change needs the same rows and weights before and after")
+    diffs = [a - b for a, b, w in zip(after.values, before.values, before.weights, strict=True) if w]
+    n = len(diffs)
+    if n < 2:
+        return math.nan
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return math.sqrt(n * variance) / sum(before.weights)
+
+
+def objective_of(
+    before: dict[str, PerRow], after: dict[str, PerRow], *, rows: int, **details: Any
+) -> HeldOutObjective:
+    """The objective's values before and after, with the paired standard error of each change."""
+    return HeldOutObjective(
+        before={k: v.value for k, v in before.items()},
+        after={k: v.value for k, v in after.items()},
+        change_stderr={k: change_stderr(v, after[k]) for k, v in before.items() if k in after},
+        rows=rows,
+        **details,
+    )
+
+
+def token_loss(logps: Sequence[tuple[float, int]]) -> PerRow:
     """Mean negative log-likelihood per completion token over all items (token-weighted, as training averages it).
 
-    >>> round(mean_token_loss([(-2.0, 1), (-4.0, 3)]), 3)
+    >>> round(token_loss([(-2.0, 1), (-4.0, 3)]).value, 3)
     1.5
     """
-    tokens = sum(n for _, n in logps)
-    return -sum(s for s, _ in logps) / tokens if tokens else math.nan
+    return PerRow(tuple(-s for s, _ in logps), tuple(float(n) for _, n in logps))
 
 
 def preference_stats(
     chosen: Sequence[float], rejected: Sequence[float], ref_chosen: Sequence[float], ref_rejected: Sequence[float],
     *, beta: float,
-) -> dict[str, float]:
+) -> dict[str, PerRow]:
     """DPO's held-out view of preference pairs, from sequence log-probabilities of policy and reference.
 
     - `reward_accuracy`, `reward_margin`: DPO's implicit reward beta·(log π − log π_ref), chosen minus
@@ -119,20 +173,18 @@ def preference_stats(
     - `logp_accuracy`, `logp_margin`: the same on log π alone (chosen minus rejected), comparable between
       the model before and after the stage.
 
-    >>> preference_stats([-1.0, -3.0], [-2.0, -2.0], [-2.0, -2.0], [-2.0, -2.0], beta=0.5)
+    >>> stats = preference_stats([-1.0, -3.0], [-2.0, -2.0], [-2.0, -2.0], [-2.0, -2.0], beta=0.5)
+    >>> {k: v.value for k, v in stats.items()}
     {'reward_accuracy': 0.5, 'reward_margin': 0.0, 'logp_accuracy': 0.5, 'logp_margin': 0.0}
     """
     raw = [c - r for c, r in zip(chosen, rejected, strict=True)]
     ref = [c - r for c, r in zip(ref_chosen, ref_rejected, strict=True)]
     rewards = [beta * (m - m0) for m, m0 in zip(raw, ref, strict=True)]
-    n = len(raw)
-    if n == 0:
-        return {}
     return {
-        "reward_accuracy": sum(r > 0 for r in rewards) / n,
-        "reward_margin": sum(rewards) / n,
-        "logp_accuracy": sum(m > 0 for m in raw) / n,
-        "logp_margin": sum(raw) / n,
+        "reward_accuracy": PerRow.mean_of([float(r > 0) for r in rewards]),
+        "reward_margin": PerRow.mean_of(rewards),
+        "logp_accuracy": PerRow.mean_of([float(m > 0) for m in raw]),
+        "logp_margin": PerRow.mean_of(raw),
     }
 
 
@@ -164,8 +216,10 @@ def greedy_replies(
     return replies
 
 
-def reward_means(rewards: Sequence[Reward], rows: Sequence[dict[str, Any]], replies: Sequence[str]) -> dict[str, float]:
-    """Mean of each reward over the replies it applies to (None = not applicable), and of their weighted sum.
+def reward_means(
+    rewards: Sequence[Reward], rows: Sequence[dict[str, Any]], replies: Sequence[str]
+) -> dict[str, PerRow]:
+    """Each reward over the replies it applies to (None = not applicable, weight 0), and their weighted sum.
 
     Rewards are called once over all rows, the way GRPO's trainer calls them
     on a batch: completions as assistant messages, the rows' columns as lists.
@@ -174,18 +228,19 @@ def reward_means(rewards: Sequence[Reward], rows: Sequence[dict[str, Any]], repl
     kwargs = {k: [row.get(k) for row in rows] for k in columns}
     completions = [[{"role": "assistant", "content": r}] for r in replies]
     prompts = [row["prompt"] for row in rows]
-    means: dict[str, float] = {}
+    means: dict[str, PerRow] = {}
     totals = [0.0] * len(rows)
-    scored = [False] * len(rows)
+    scored = [0.0] * len(rows)
     for reward in rewards:
-        scores = reward.fn(completions, prompts=prompts, **kwargs)
-        valid = [(i, s) for i, s in enumerate(scores) if s is not None and not math.isnan(s)]
-        if valid:
-            means[f"reward/{reward.name}"] = sum(s for _, s in valid) / len(valid)
-        for i, s in valid:
-            totals[i] += reward.weight * s
-            scored[i] = True
-    kept = [t for t, ok in zip(totals, scored, strict=True) if ok]
-    if kept:
-        means["reward"] = sum(kept) / len(kept)
+        scores = [None if s is None or math.isnan(s) else float(s) for s in reward.fn(completions, prompts=prompts, **kwargs)]
+        if any(s is not None for s in scores):
+            means[f"reward/{reward.name}"] = PerRow(
+                tuple(s or 0.0 for s in scores), tuple(0.0 if s is None else 1.0 for s in scores)
+            )
+        for i, s in enumerate(scores):
+            if s is not None:
+                totals[i] += reward.weight * s
+                scored[i] = 1.0
+    if any(scored):
+        means["reward"] = PerRow(tuple(totals), tuple(scored))
     return means
