@@ -147,3 +147,43 @@ def test_shipped_recipes_hold_out_data_for_every_stage_objective(name: str) -> N
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml").recipe
     for stage in recipe.stages:
         assert recipe.datasets[stage.data].eval_split > 0, f"{name}: stage {stage.name} has no held-out data"
+
+
+ON_POLICY_RECIPE = """\
+name: tiny-on-policy
+seed: 2
+model: {{base: {model}}}
+datasets:
+  prompts: {{kind: prompt, sources: [{{path: data/prompts.jsonl}}], eval_split: 0.5}}
+eval: {{tasks: [pt_arith_mc], limit: 2, batch_size: 2, on_base: false}}
+stages:
+  - {{name: dpo, type: dpo, data: prompts, evaluate: false, lora: {{r: 2}},
+     on_policy: {{samples: 3, max_new_tokens: 8, rewards: [{{fn: my_rewards.py:longer}}]}},
+     train: {{max_steps: 1, batch_size: 2, max_length: 64}}}}
+export: {{formats: [peft]}}
+"""
+
+LONGER = """\
+from rewards import completion_text
+
+
+def longer(completions, **kwargs):
+    return [min(len(completion_text(c)), 40) / 40 for c in completions]
+"""
+
+
+def test_on_policy_dpo_samples_held_out_pairs_from_its_input(tmp_path: Path, tiny_model_dir: Path) -> None:
+    _write_data(tmp_path / "data")
+    (tmp_path / "my_rewards.py").write_text(LONGER)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(ON_POLICY_RECIPE.format(model=tiny_model_dir))
+    run_recipe(load_recipe(path), runs_dir=tmp_path / "runs", console=Console(quiet=True))
+    stage_dir = tmp_path / "runs" / "tiny-on-policy" / "dpo"
+    held_out = [json.loads(line) for line in (stage_dir / "heldout_pairs.jsonl").read_text().splitlines()]
+    trained_on = [json.loads(line) for line in (stage_dir / "pairs.jsonl").read_text().splitlines()]
+    assert held_out, "8 held-out prompts × 3 random samples of different lengths give pairs"
+    assert not {json.dumps(p["prompt"]) for p in held_out} & {json.dumps(p["prompt"]) for p in trained_on}
+    assert all(p["chosen_score"] > p["rejected_score"] for p in held_out)
+    objective = _objective(tmp_path / "runs" / "tiny-on-policy", "dpo")
+    assert objective["rows"] == len(held_out)
+    assert objective["before"]["reward_margin"] == 0

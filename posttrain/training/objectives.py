@@ -204,9 +204,10 @@ def greedy_replies(
                 for p in prompts[start : start + batch_size]
             ]
             # Left padding: every prompt ends where its reply starts. The template already has the BOS.
+            # use_cache: a model fresh from training with gradient checkpointing has it off in its config.
             batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
             output = model.generate(
-                **batch.to(device), do_sample=False, max_new_tokens=max_new_tokens,
+                **batch.to(device), do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :]
