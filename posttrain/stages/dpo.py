@@ -162,21 +162,20 @@ def held_out_objective(ctx: StageContext, spec: DPOStage, trained: Any) -> HeldO
         preference_stats,
     )
 
-    rows = _held_out_pairs(ctx, spec, trained)
-    if not rows:
-        return None
-    length = spec.train.max_length
-    chosen = [encode_completion(ctx.tokenizer, r["prompt"], r["chosen"], max_length=length) for r in rows]
-    rejected = [encode_completion(ctx.tokenizer, r["prompt"], r["rejected"], max_length=length) for r in rows]
-    pad_id = ctx.tokenizer.pad_token_id
+    length, pad_id = spec.train.max_length, ctx.tokenizer.pad_token_id
 
-    def logps(model: Any) -> tuple[list[float], list[float]]:
+    def logps(model: Any, rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        chosen = [encode_completion(ctx.tokenizer, r["prompt"], r["chosen"], max_length=length) for r in rows]
+        rejected = [encode_completion(ctx.tokenizer, r["prompt"], r["rejected"], max_length=length) for r in rows]
         both = completion_logps(model, chosen + rejected, pad_id=pad_id)
         return [s for s, _ in both[: len(rows)]], [s for s, _ in both[len(rows) :]]
 
     with input_model(ctx, trained) as reference:
-        ref_chosen, ref_rejected = logps(reference)
-    policy_chosen, policy_rejected = logps(trained)
+        rows = _held_out_pairs(ctx, spec, reference)
+        if not rows:
+            return None
+        ref_chosen, ref_rejected = logps(reference, rows)
+    policy_chosen, policy_rejected = logps(trained, rows)
     return objective_of(
         preference_stats(ref_chosen, ref_rejected, ref_chosen, ref_rejected, beta=spec.beta),
         preference_stats(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=spec.beta),
@@ -186,7 +185,8 @@ def held_out_objective(ctx: StageContext, spec: DPOStage, trained: Any) -> HeldO
     )
 
 
-def _held_out_pairs(ctx: StageContext, spec: DPOStage, trained: Any) -> list[dict[str, Any]]:
+def _held_out_pairs(ctx: StageContext, spec: DPOStage, reference: Any) -> list[dict[str, Any]]:
+    """The held-out preference rows, or with `on_policy` pairs sampled from `reference` on the held-out prompts."""
     from data_prep import read_rows
     from data_prep.rows import write_jsonl
     from posttrain.training.pairs import build_pairs, sample_completions
@@ -199,11 +199,10 @@ def _held_out_pairs(ctx: StageContext, spec: DPOStage, trained: Any) -> list[dic
     if cache.exists():
         return read_rows(cache)
     sampling = spec.on_policy
-    with input_model(ctx, trained) as model:
-        samples = sample_completions(
-            model, ctx.tokenizer, [row["prompt"] for row in rows], samples=sampling.samples,
-            max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, seed=ctx.seed + 1,
-        )
+    samples = sample_completions(
+        reference, ctx.tokenizer, [row["prompt"] for row in rows], samples=sampling.samples,
+        max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, seed=ctx.seed,
+    )
     pairs, _ = build_pairs(rows, samples, load_rewards(sampling.rewards, base_dir=ctx.base_dir))
     write_jsonl(cache, pairs)
     return pairs
