@@ -38,8 +38,8 @@ def print_plan(plan: RunPlan, recipe: Recipe, *, console: Console) -> None:
 
 
 def print_run_report(report: RunReport, *, console: Console) -> None:
-    """Stage timings, then the leaderboard: base vs every stage, with deltas."""
-    from posttrain.leaderboard.render import distill_rich_table, rich_table
+    """Stage timings, then the leaderboard: base vs every stage, with deltas; then each stage's held-out objective."""
+    from posttrain.leaderboard.render import distill_rich_table, objectives_rich_table, rich_table
 
     timings = Table(title=f"run {report.run_dir.name}: {report.seconds:.0f}s")
     for column in ("stage", "status", "seconds", "train loss", "export"):
@@ -59,6 +59,9 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     distilled = distill_rich_table(rows)
     if distilled is not None:
         console.print(distilled)
+    objectives = objectives_rich_table(report.objectives())
+    if objectives is not None:
+        console.print(objectives)
     console.print(f"run directory: {report.run_dir}")
 
 

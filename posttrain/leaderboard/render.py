@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from rich.table import Table
 from posttrain.evaluation.stats import DeltaTest
 from posttrain.leaderboard.store import BoardRow
 from posttrain.leaderboard.table import Cell, StageScores, compute_cells, task_columns
+from posttrain.stagekit.objective import HeldOutObjective
 
 SIGNIFICANT = "*"
 UNTESTED = "†"
@@ -174,3 +176,71 @@ def board_cell(row: BoardRow, task: str) -> str:
         return "-"
     stderr = row.stats.get(task, {}).get("stderr")
     return f"{row.scores[task]:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")
+
+
+OBJECTIVE_COLUMNS = ("stage", "held-out", "metric", "before", "after", "Δ ± 95%", "verdict")
+
+
+def objective_verdict(objective: HeldOutObjective, metric: str) -> str:
+    """`better` / `worse` when the change is outside its 95% band (by the metric's direction), else `within noise`."""
+    better = objective.improved(metric)
+    if better is None:
+        return "unchanged"
+    direction = "better" if better else "worse"
+    significant = objective.significant(metric)
+    if significant is None:
+        return f"{direction} (no error estimate)"
+    return direction if significant else "within noise"
+
+
+def objective_rows(objectives: Sequence[tuple[str, HeldOutObjective]]) -> list[tuple[str, ...]]:
+    """One row per (stage, metric): before and after the stage on its held-out rows, the change and its verdict.
+
+    The ± is 1.96 paired standard errors over the held-out rows; losses and
+    divergences improve downwards, everything else upwards.
+    """
+    out = []
+    for stage, objective in objectives:
+        measured = f"{objective.rows} rows"
+        if objective.before_is != "input":
+            measured += f"; before = {objective.before_is}"
+        for metric, before in objective.before.items():
+            after = objective.after.get(metric)
+            if after is None:
+                continue
+            stderr = objective.change_stderr.get(metric, math.nan)
+            band = "" if math.isnan(stderr) else f" ± {1.96 * stderr:.2g}"
+            verdict = objective_verdict(objective, metric)
+            out.append((stage, measured, metric, f"{before:.4g}", f"{after:.4g}", f"{after - before:+.4g}{band}", verdict))
+            stage, measured = "", ""  # once per stage, the table reads as a group
+    return out
+
+
+def objectives_rich_table(objectives: Sequence[tuple[str, HeldOutObjective]]) -> Table | None:
+    """What each stage optimized, measured on its data's held-out split before and after it."""
+    found = objective_rows(objectives)
+    if not found:
+        return None
+    table = Table(title="stage objectives on held-out data (before → after the stage; ± = 95% paired interval)")
+    for column in OBJECTIVE_COLUMNS:
+        table.add_column(column, justify="right" if column in ("before", "after", "Δ ± 95%") else "left")
+    colours = {"better": "green", "worse": "red"}
+    for row in found:
+        colour = colours.get(row[-1])
+        table.add_row(*row[:-1], f"[{colour}]{row[-1]}[/{colour}]" if colour else row[-1])
+    return table
+
+
+def objectives_markdown(objectives: Sequence[tuple[str, HeldOutObjective]]) -> str:
+    found = objective_rows(objectives)
+    if not found:
+        return ""
+    lines = [
+        "## stage objectives on held-out data", "",
+        "What each stage optimized, on its dataset's held-out split, before and after the stage "
+        "(± = 1.96 paired standard errors over the held-out rows).", "",
+        "| " + " | ".join(OBJECTIVE_COLUMNS) + " |", "|---|---|---|---:|---:|---:|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in found]
+    notes = [f"- {stage}: {note}" for stage, objective in objectives for note in objective.notes]
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

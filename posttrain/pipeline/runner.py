@@ -21,19 +21,20 @@ from posttrain.evaluation.record import load_evidence
 from posttrain.export.artifacts import export_stage
 from posttrain.export.run_export import saved_scores
 from posttrain.failpoints import failpoint
-from posttrain.leaderboard.render import run_markdown
+from posttrain.leaderboard.render import objectives_markdown, run_markdown
 from posttrain.leaderboard.store import LEADERBOARD_DB, record_run
 from posttrain.leaderboard.table import StageScores
 from posttrain.locking import sole_writer
 from posttrain.models.lineage import Lineage, materialize
 from posttrain.pipeline.datasets import prepare_datasets, used_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
+from posttrain.pipeline.objective import objective_cached
 from posttrain.pipeline.plan import BASE, PlannedStage, RunPlan, plan_run
 from posttrain.pipeline.session import RunSession, open_session
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
 from posttrain.report import write_report
 from posttrain.rundir import library_versions, read_json, utc_now, write_json
-from posttrain.stagekit import StageContext
+from posttrain.stagekit import HeldOutObjective, StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
 from posttrain.tracking import Tracker, tracking
 from posttrain.training.callbacks import (
@@ -60,6 +61,8 @@ class StageOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     """Typed facts by kind (`{"distill": DistillFacts}`), for the leaderboard."""
+    objective: HeldOutObjective | None = None
+    """What the stage optimized, before and after it, on its data's held-out split."""
     chain: list[str] = field(default_factory=list)
     """Stages whose adapters make up this model, from the start of its lineage."""
     exports: dict[str, str] = field(default_factory=dict)
@@ -82,6 +85,10 @@ class RunReport:
         """Base first, then every evaluated stage."""
         base = StageScores(BASE, self.base.scores, evidence=load_evidence(self.run_dir / BASE))
         return [base] + [s.leaderboard_row(self.run_dir) for s in self.stages if s.scores]
+
+    def objectives(self) -> list[tuple[str, HeldOutObjective]]:
+        """(stage, held-out objective) for every stage that measured one, in run order."""
+        return [(s.name, s.objective) for s in self.stages if s.objective is not None]
 
 
 def run_recipe(
@@ -120,12 +127,16 @@ def _carry_out(
     outcomes: dict[str, StageOutcome] = {BASE: base_outcome}
     for stage in plan.stages:
         source = outcomes[stage.input]
+        ctx = _context(session, stage, source, outcomes, datasets=datasets, console=console)
         if stage.status == "cached":
             outcome, model = _reuse(stage, source, session.run_dir, console), None
         else:
-            earlier = {name: o.lineage for name, o in outcomes.items()}
             with tracker.stage(stage.name):
-                outcome, model = _train(session, stage, source, earlier, datasets=datasets, console=console)
+                outcome, model = _train(session, ctx, stage, source, console=console)
+        outcome.objective = objective_cached(
+            stage.stage_type, ctx, stage.spec, stage.fingerprint,
+            (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)), console=console,
+        )
         if stage.spec.evaluate:
             outcome.scores = evaluate_cached(
                 recipe, session.run_dir / stage.name, stage.fingerprint,
@@ -177,16 +188,34 @@ def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Co
     )
 
 
-def _train(
+def _context(
     session: RunSession,
     stage: PlannedStage,
     source: StageOutcome,
-    earlier: dict[str, Lineage],
+    outcomes: dict[str, StageOutcome],
     *,
     datasets: dict[str, Any],
     console: Console,
-) -> tuple[StageOutcome, Any]:
+) -> StageContext:
+    """What the stage's code sees: its input, the models before it, the prepared data, its folder."""
     stage_dir = session.run_dir / stage.name
+    recipe = session.recipe
+    return StageContext(
+        model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
+        input=source.lineage, tokenizer=session.tokenizer, datasets=datasets, console=console,
+        resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
+        earlier={name: o.lineage for name, o in outcomes.items()},
+        callbacks=[
+            MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint(),
+            TrainingProgress(console, stage.name),
+        ],
+    )
+
+
+def _train(
+    session: RunSession, ctx: StageContext, stage: PlannedStage, source: StageOutcome, *, console: Console
+) -> tuple[StageOutcome, Any]:
+    stage_dir = ctx.stage_dir
     if stage.status != "resume":
         _clear_stage_dir(stage_dir)
     console.rule(f"stage {stage.name} ({stage.spec.type}) ← {stage.input}")
@@ -203,16 +232,6 @@ def _train(
         "spec": stage.spec.model_dump(mode="json"), "started": time.time(), "status": "running",
     }
     write_json(stage_dir / "stage.json", status)
-    recipe = session.recipe
-    ctx = StageContext(
-        model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
-        input=source.lineage, tokenizer=session.tokenizer, datasets=datasets, console=console,
-        resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
-        earlier=earlier, callbacks=[
-            MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint(),
-            TrainingProgress(console, stage.name),
-        ],
-    )
     started = time.time()
     try:
         result = _run_stage(session, stage, ctx, console)
@@ -267,6 +286,8 @@ def _materialize(session: RunSession, lineage: Lineage) -> Any:
 def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Path) -> None:
     """`leaderboard.md` in the run directory, and every scored model on the shared SQLite board."""
     rows = report.leaderboard_rows()
-    (report.run_dir / "leaderboard.md").write_text(run_markdown(recipe_name, rows))
+    markdown = run_markdown(recipe_name, rows)
+    objectives = objectives_markdown(report.objectives())
+    (report.run_dir / "leaderboard.md").write_text(markdown + (f"\n{objectives}" if objectives else ""))
     fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages}}
     record_run(db_path, recipe_name, model_ref, rows, fingerprints, utc_now())

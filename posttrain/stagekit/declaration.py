@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posttrain.stagekit.context import StageContext, StageResult
+from posttrain.stagekit.objective import HeldOutObjective
 from posttrain.stagekit.specs import StageCommon
 
 DataNeed = tuple[tuple[str, ...], str]
@@ -29,10 +30,14 @@ class StageType:
     """Dataset kinds (data_prep's `kind`) the stage trains on."""
     data_kinds_for: Callable[[Mapping[str, Any]], DataNeed] | None = None
     """When the accepted kinds depend on the stage's settings: computed from its raw YAML mapping."""
-    held_out_objective: Callable[[StageContext, Any, Any], dict[str, float]] | None = None
-    """What the stage optimizes, measured on the held-out split of its dataset: `(ctx, spec, model) ->
-    {metric: value}` (SFT held-out loss, DPO preference accuracy and margin, ...). The pipeline calls it on
-    the stage's input model and on the trained model, and shows both beside the benchmarks."""
+    held_out_objective: Callable[[StageContext, Any, Any], HeldOutObjective | None] | None = None
+    """What the stage optimizes, measured on the held-out split of its dataset (SFT held-out loss, DPO
+    preference accuracy and margin, GRPO rewards, distillation divergence): `(ctx, spec, trained) ->
+    HeldOutObjective` with the values before the stage and after it, or None when the dataset has no
+    held-out rows. `trained` is the stage's model; the function itself finds what "before" means (the
+    input model, or a distilled student before training), so it can reuse what both measurements share
+    (DPO's reference log-probabilities). The pipeline caches the result in `objective.json` under the
+    stage's fingerprint and shows it beside the benchmarks."""
     model_inputs: tuple[str, ...] = ()
     """Spec fields that name another model the stage reads besides its input: an earlier stage, `base`
     or a model reference (a distill `teacher`). An earlier stage named there is a dependency: its

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from posttrain.stagekit import DistillFacts, StageContext, StageResult, StageType
+from posttrain.stagekit import DistillFacts, HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.objective import held_out_rows
 from posttrain.stagekit.specs import StageCommon, Strict
 
 
@@ -177,6 +178,91 @@ def _compare(teacher: Any, student: Any, tokenizer: Any, teacher_scores: dict[st
     )
 
 
+def held_out_objective(ctx: StageContext, spec: DistillStage, trained: Any) -> HeldOutObjective | None:
+    """The stage's divergence from the teacher on held-out answers, for the student before and after training.
+
+    "Before" is the student as distillation started (student_init/ for a
+    pruned student, the named model otherwise). Also reported: each model's
+    loss on the held-out answers (`loss`; the teacher's own as `teacher_loss`),
+    so what the student keeps of the teacher is visible without a benchmark.
+    Prompt rows are answered by the teacher (greedy), as sequence KD does.
+    """
+    from posttrain.distill.data import prompt_of
+    from posttrain.distill.models import load_teacher
+    from posttrain.training.objectives import encode_completion, greedy_replies, objective_of
+
+    rows = held_out_rows(ctx, spec.data)
+    if not rows:
+        return None
+    teacher = load_teacher(ctx, spec.teacher or ctx.input_name).model
+    teacher.eval()
+    prompts = [prompt_of(row) for row in rows]
+    if all("messages" in row for row in rows):
+        answers = [row["messages"][-1]["content"] for row in rows]
+    else:
+        answers = greedy_replies(teacher, ctx.tokenizer, prompts, max_new_tokens=spec.max_new_tokens)
+    length = spec.train.max_length
+    items = [encode_completion(ctx.tokenizer, p, a, max_length=length) for p, a in zip(prompts, answers, strict=True)]
+    students = {"before": _student_before_training(ctx, spec), "after": trained}
+    measured = _against_teacher(spec, students, teacher, items, ctx.tokenizer.pad_token_id)
+    del teacher, students
+    gc.collect()
+    return objective_of(
+        measured["before"], measured["after"], rows=len(rows), before_is="student before training",
+        lower_is_better=(spec.loss, "loss", "teacher_loss"),
+    )
+
+
+def _student_before_training(ctx: StageContext, spec: DistillStage) -> Any:
+    from posttrain.models.loading import load_model
+    from posttrain.models.resolve import resolve_model
+
+    init_dir = ctx.stage_dir / "student_init"
+    path = init_dir if spec.student.init == "prune" else resolve_model(spec.student.model, base_dir=ctx.base_dir).path
+    model = load_model(path, dtype=ctx.model_spec.dtype, trust_remote_code=ctx.model_spec.trust_remote_code)
+    model.eval()
+    return model
+
+
+def _against_teacher(
+    spec: DistillStage, students: dict[str, Any], teacher: Any, items: list[Any], pad_id: int
+) -> dict[str, dict[str, Any]]:
+    """Per student: its divergence from the teacher and its loss, and the teacher's loss, per answer token.
+
+    Each row keeps its token sums (training.objectives.PerRow), so changes get a paired error;
+    the teacher runs once per batch for all students.
+    """
+    import torch
+
+    from posttrain.distill.losses import IGNORE_INDEX, divergence
+    from posttrain.training.objectives import PerRow, batches, row_nll, shifted_logits
+
+    sums: dict[str, dict[str, list[float]]] = {name: {spec.loss: [], "loss": []} for name in students}
+    teacher_loss: list[float] = []
+    tokens: list[float] = []
+    with torch.inference_mode():
+        for batch in batches(items, 4, pad_id):
+            t_logits, labels = shifted_logits(teacher, batch)
+            mask = labels != IGNORE_INDEX
+            tokens += mask.sum(-1).tolist()
+            teacher_loss += row_nll(t_logits, labels)
+            for name, student in students.items():
+                s_logits, _ = shifted_logits(student, batch)
+                shared = min(s_logits.size(-1), t_logits.size(-1))
+                s_part, t_part = s_logits[..., :shared].float(), t_logits[..., :shared].float()
+                div = divergence(spec.loss, s_part, t_part, beta=spec.beta, temperature=spec.temperature)
+                sums[name][spec.loss] += (div * mask).sum(-1).tolist()
+                sums[name]["loss"] += row_nll(s_part, labels)
+    weights = tuple(float(n) for n in tokens)
+    return {
+        name: {
+            **{metric: PerRow(tuple(values), weights) for metric, values in per_metric.items()},
+            "teacher_loss": PerRow(tuple(teacher_loss), weights),
+        }
+        for name, per_metric in sums.items()
+    }
+
+
 def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
     if raw.get("sequence_kd") or raw.get("lmbda", 0) == 1:
         return ("chat", "prompt"), ""
@@ -186,5 +272,5 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 
 STAGE = StageType(
     name="distill", spec=DistillStage, run=run, data_kinds=("chat", "prompt"), data_kinds_for=_data_kinds,
-    model_inputs=("teacher",),
+    model_inputs=("teacher",), held_out_objective=held_out_objective,
 )

@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, field_validator
 
 from posttrain.errors import UserError
-from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import OnPolicyPairs, StageCommon
 
 DPO_LOSS_TYPES = (
@@ -147,9 +148,72 @@ def preference_example(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def held_out_objective(ctx: StageContext, spec: DPOStage, trained: Any) -> HeldOutObjective | None:
+    """Preference accuracy and margin on held-out pairs, the input model being DPO's reference.
+
+    With `on_policy`, the held-out pairs are sampled from the input model on
+    the held-out prompts exactly as the training pairs were (cached in
+    heldout_pairs.jsonl, which lives and dies with the stage folder).
+    """
+    from posttrain.training.objectives import (
+        completion_logps,
+        encode_completion,
+        objective_of,
+        preference_stats,
+    )
+
+    length, pad_id = spec.train.max_length, ctx.tokenizer.pad_token_id
+
+    def logps(model: Any, rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        chosen = [encode_completion(ctx.tokenizer, r["prompt"], r["chosen"], max_length=length) for r in rows]
+        rejected = [encode_completion(ctx.tokenizer, r["prompt"], r["rejected"], max_length=length) for r in rows]
+        both = completion_logps(model, chosen + rejected, pad_id=pad_id)
+        return [s for s, _ in both[: len(rows)]], [s for s, _ in both[len(rows) :]]
+
+    with input_model(ctx, trained) as reference:
+        rows = _held_out_pairs(ctx, spec, reference)
+        if not rows:
+            return None
+        ref_chosen, ref_rejected = logps(reference, rows)
+    policy_chosen, policy_rejected = logps(trained, rows)
+    return objective_of(
+        preference_stats(ref_chosen, ref_rejected, ref_chosen, ref_rejected, beta=spec.beta),
+        preference_stats(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=spec.beta),
+        rows=len(rows),
+        notes=["reward_*: DPO's implicit reward vs the input model (0 before, by definition); "
+               "logp_*: log p(chosen) − log p(rejected) of the model itself"],
+    )
+
+
+def _held_out_pairs(ctx: StageContext, spec: DPOStage, reference: Any) -> list[dict[str, Any]]:
+    """The held-out preference rows, or with `on_policy` pairs sampled from `reference` on the held-out prompts."""
+    from data_prep import read_rows
+    from data_prep.rows import write_jsonl
+    from posttrain.training.pairs import build_pairs, sample_completions
+    from posttrain.training.scoring import load_rewards
+
+    rows = held_out_rows(ctx, spec.data)
+    if spec.on_policy is None or not rows:
+        return rows
+    cache = ctx.stage_dir / "heldout_pairs.jsonl"
+    if cache.exists():
+        return read_rows(cache)
+    sampling = spec.on_policy
+    samples = sample_completions(
+        reference, ctx.tokenizer, [row["prompt"] for row in rows], samples=sampling.samples,
+        max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, seed=ctx.seed,
+    )
+    pairs, _ = build_pairs(rows, samples, load_rewards(sampling.rewards, base_dir=ctx.base_dir))
+    write_jsonl(cache, pairs)
+    return pairs
+
+
 def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
     # With on_policy the pairs are sampled from a prompt dataset.
     return (("prompt",), "") if raw.get("on_policy") else (("preference",), "")
 
 
-STAGE = StageType(name="dpo", spec=DPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds)
+STAGE = StageType(
+    name="dpo", spec=DPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds,
+    held_out_objective=held_out_objective,
+)

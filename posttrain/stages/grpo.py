@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from posttrain.errors import UserError
-from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import RewardSpec, StageCommon
 
 
@@ -131,4 +132,30 @@ def prompt_dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list([{k: row.get(k) for k in keys} for row in rows])
 
 
-STAGE = StageType(name="grpo", spec=GRPOStage, run=run, data_kinds=("prompt",))
+def held_out_objective(ctx: StageContext, spec: GRPOStage, trained: Any) -> HeldOutObjective | None:
+    """Mean reward per reward function (and weighted total) of greedy replies to the held-out prompts.
+
+    Greedy rather than sampled: one deterministic reply per prompt, the same
+    length limit as training, so before and after differ only by the model.
+    """
+    from posttrain.training.objectives import PerRow, greedy_replies, objective_of, reward_means
+    from posttrain.training.scoring import load_rewards
+
+    rows = held_out_rows(ctx, spec.data)
+    if not rows:
+        return None
+    rewards = load_rewards(spec.rewards, base_dir=ctx.base_dir)
+    prompts = [row["prompt"] for row in rows]
+
+    def measure(model: Any) -> dict[str, PerRow]:
+        replies = greedy_replies(model, ctx.tokenizer, prompts, max_new_tokens=spec.max_completion_length)
+        return reward_means(rewards, rows, replies)
+
+    with input_model(ctx, trained) as before:
+        measured_before = measure(before)
+    return objective_of(measured_before, measure(trained), rows=len(rows))
+
+
+STAGE = StageType(
+    name="grpo", spec=GRPOStage, run=run, data_kinds=("prompt",), held_out_objective=held_out_objective
+)

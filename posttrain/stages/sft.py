@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import StageCommon
 
 
@@ -59,4 +60,28 @@ def sft_example(messages: list[dict[str, str]], loss_on: str) -> dict[str, Any]:
     return {"messages": messages}
 
 
-STAGE = StageType(name="sft", spec=SFTStage, run=run, data_kinds=("chat",))
+def held_out_objective(ctx: StageContext, spec: SFTStage, trained: Any) -> HeldOutObjective | None:
+    """Held-out loss: mean negative log-likelihood per token of the last assistant answer, before and after.
+
+    Measured on the answer's tokens whatever `loss_on` is, so every SFT stage reports the same quantity.
+    """
+    from posttrain.training.objectives import completion_logps, encode_completion, objective_of, token_loss
+
+    rows = [row for row in held_out_rows(ctx, spec.data) if row["messages"][-1]["role"] == "assistant"]
+    if not rows:
+        return None
+    items = [
+        encode_completion(ctx.tokenizer, row["messages"][:-1], row["messages"][-1]["content"],
+                          max_length=spec.train.max_length)
+        for row in rows
+    ]
+    pad_id = ctx.tokenizer.pad_token_id
+    with input_model(ctx, trained) as before:
+        loss_before = token_loss(completion_logps(before, items, pad_id=pad_id))
+    loss_after = token_loss(completion_logps(trained, items, pad_id=pad_id))
+    return objective_of({"loss": loss_before}, {"loss": loss_after}, rows=len(rows), lower_is_better=("loss",))
+
+
+STAGE = StageType(
+    name="sft", spec=SFTStage, run=run, data_kinds=("chat",), held_out_objective=held_out_objective
+)
