@@ -96,7 +96,7 @@ def test_one_label_class_stops_the_stage_before_training(tmp_path: Path, tiny_mo
         "datasets: {fb: {kind: unpaired, sources: [{path: good.jsonl}]}}\n"
         "stages: [{name: k, type: kto, data: fb, evaluate: false, train: {max_steps: 1, batch_size: 2}}]\n"
     )
-    with pytest.raises(UserError, match="4 desirable .* and 0 undesirable"):
+    with pytest.raises(UserError, match=r"4 desirable .* and 0 undesirable"):
         run_recipe(load_recipe(path), runs_dir=tmp_path / "runs", console=Console(quiet=True))
     assert not (tmp_path / "runs" / "k" / "k" / "adapter").exists()
 
@@ -108,7 +108,7 @@ def test_a_batch_of_one_is_refused_at_validation(tmp_path: Path) -> None:
         "name: k\nmodel: {base: x}\ndatasets: {fb: {kind: unpaired, sources: [{path: fb.jsonl}]}}\n"
         "stages: [{name: k, type: kto, data: fb, train: {batch_size: 1}}]\n"
     )
-    with pytest.raises(RecipeError, match="KTO needs train.batch_size of at least 2"):
+    with pytest.raises(RecipeError, match=r"KTO needs train\.batch_size of at least 2"):
         load_recipe(path)
 
 

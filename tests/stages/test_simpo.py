@@ -14,7 +14,7 @@ from posttrain.errors import RecipeError
 from posttrain.recipe.loader import load_recipe
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-from trl.experimental.cpo import CPOTrainer  # noqa: E402
+from trl.experimental.cpo import CPOTrainer
 
 VOCAB = 8
 
