@@ -108,8 +108,10 @@ def test_a_batch_of_one_is_refused_at_validation(tmp_path: Path) -> None:
         "name: k\nmodel: {base: x}\ndatasets: {fb: {kind: unpaired, sources: [{path: fb.jsonl}]}}\n"
         "stages: [{name: k, type: kto, data: fb, train: {batch_size: 1}}]\n"
     )
-    with pytest.raises(RecipeError, match=r"KTO needs train\.batch_size of at least 2"):
+    with pytest.raises(RecipeError) as info:
         load_recipe(path)
+    assert len(info.value.problems) == 1
+    assert "stages[0]: KTO needs train.batch_size of at least 2" in info.value.problems[0]
 
 
 def test_held_out_log_ratio_gap_and_sign_accuracy_rise(measure) -> None:

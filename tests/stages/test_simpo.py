@@ -71,8 +71,10 @@ def test_a_reference_setting_is_refused_as_reference_free(tmp_path: Path) -> Non
         "name: r\nmodel: {base: x}\ndatasets: {p: {kind: preference, sources: [{path: prefs.jsonl}]}}\n"
         "stages:\n  - {name: s, type: simpo, data: p, ref_model: base}\n"
     )
-    with pytest.raises(RecipeError, match="SimPO is reference-free"):
+    with pytest.raises(RecipeError) as info:
         load_recipe(path)
+    assert len(info.value.problems) == 1
+    assert "stages[0]: `ref_model`: SimPO is reference-free" in info.value.problems[0]
 
 
 def test_held_out_preference_accuracy_and_margin_rise(measure) -> None:
