@@ -50,6 +50,8 @@ class Measured:
     before: dict[str, float]
     after: dict[str, float]
     report: RunReport
+    ctx: StageContext
+    spec: Any
 
 
 def run_and_measure(
@@ -77,7 +79,7 @@ def run_and_measure(
     objective: Any = STAGES[stage_type].held_out_objective
     before = objective(ctx, spec, ctx.load_input_model())
     after = objective(ctx, spec, ctx.load(stage.lineage))
-    return Measured(before, after, report)
+    return Measured(before, after, report, ctx, spec)
 
 
 @pytest.fixture

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import KTOConfig, KTOTrainer
 
 from posttrain.errors import RecipeError, UserError
 from posttrain.recipe.loader import load_recipe
+from posttrain.stages import STAGES, kto
 from posttrain.stages.kto import check_both_labels, unpaired_example
 
 BETA = 0.1
@@ -122,3 +125,14 @@ def test_held_out_log_ratio_gap_and_sign_accuracy_rise(measure) -> None:
     assert after["kto_sign_accuracy"] > 0.75
     metrics = measured.report.stages[0].metrics
     assert metrics["desirable_rows"] == metrics["undesirable_rows"] > 0
+
+    # The trained LoRA model as the stage hands it over (adapter on, reference = adapter off) measures the same.
+    ctx, spec = measured.ctx, measured.spec
+    as_trained = PeftModel.from_pretrained(ctx.load_input_model(), str(ctx.adapter_dir))
+    objective = STAGES["kto"].held_out_objective
+    assert objective(ctx, spec, as_trained) == pytest.approx(measured.after, abs=1e-3)
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(kto)
+    assert result.failed == 0 and result.attempted > 0
