@@ -14,13 +14,14 @@ desirable and rejected undesirable (data_prep).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.errors import UserError
 from posttrain.stagekit import StageContext, StageResult, StageType
+from posttrain.stagekit.declaration import DataNeed
 from posttrain.stagekit.specs import StageCommon
 
 
@@ -149,4 +150,13 @@ def held_out_objective(ctx: StageContext, spec: KTOStage, model: Any) -> dict[st
     }
 
 
-STAGE = StageType(name="kto", spec=KTOStage, run=run, data_kinds=("unpaired",), held_out_objective=held_out_objective)
+def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
+    return ("unpaired",), (
+        "; set `kind: unpaired` on it to read its pairs as rows (chosen desirable, rejected undesirable)"
+    )
+
+
+STAGE = StageType(
+    name="kto", spec=KTOStage, run=run, data_kinds=("unpaired",), data_kinds_for=_data_kinds,
+    held_out_objective=held_out_objective,
+)

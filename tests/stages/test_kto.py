@@ -117,6 +117,19 @@ def test_a_batch_of_one_is_refused_at_validation(tmp_path: Path) -> None:
     assert "stages[0]: KTO needs train.batch_size of at least 2" in info.value.problems[0]
 
 
+def test_preference_data_points_to_kind_unpaired(tmp_path: Path) -> None:
+    (tmp_path / "prefs.jsonl").write_text("")
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        "name: k\nmodel: {base: x}\ndatasets: {p: {kind: preference, sources: [{path: prefs.jsonl}]}}\n"
+        "stages: [{name: k, type: kto, data: p}]\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert len(info.value.problems) == 1
+    assert "dataset 'p' is kind 'preference'; set `kind: unpaired` on it" in info.value.problems[0]
+
+
 def test_held_out_log_ratio_gap_and_sign_accuracy_rise(measure) -> None:
     measured = measure("kto", kind="unpaired")
     before, after = measured.before, measured.after
