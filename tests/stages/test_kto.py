@@ -149,3 +149,9 @@ def test_held_out_log_ratio_gap_and_sign_accuracy_rise(measure) -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(kto)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_full_fine_tune_trains_and_starts_a_new_lineage(measure) -> None:
+    measured = measure("kto", kind="unpaired", settings="full_finetune: true,", lr=1e-3)
+    assert measured.after["kto_logratio_gap"] > 1.0
+    assert measured.report.stages[0].lineage.adapters == []  # a new lineage from the saved model
