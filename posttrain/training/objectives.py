@@ -245,3 +245,33 @@ def reward_means(
     if any(scored):
         means["reward"] = PerRow(tuple(totals), tuple(scored))
     return means
+
+
+def scored_completions(
+    model: Any, tokenizer: Any, prompts: Sequence[Messages], completions: Sequence[str], *, max_length: int
+) -> list[tuple[float, int]]:
+    """(Σ log p of each completion's tokens, their number) after its prompt, in order."""
+    items = [encode_completion(tokenizer, p, c, max_length=max_length) for p, c in zip(prompts, completions, strict=True)]
+    return completion_logps(model, items, pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+
+
+def per_token_preference(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *, max_length: int) -> dict[str, float]:
+    """Reference-free held-out preference metrics on canonical pairs (prompt, chosen, rejected).
+
+    What ORPO and SimPO push apart is the per-token log-probability of the
+    chosen and the rejected completion, so that is what is measured:
+    `preference_accuracy` (share of pairs where chosen is above rejected),
+    `preference_margin` (mean difference, nats per token) and
+    `chosen_logp_per_token` (the likelihood ORPO's SFT term raises).
+    """
+    prompts = [r["prompt"] for r in rows]
+    chosen = [s / n if n else 0.0 for s, n in scored_completions(
+        model, tokenizer, prompts, [r["chosen"] for r in rows], max_length=max_length)]
+    rejected = [s / n if n else 0.0 for s, n in scored_completions(
+        model, tokenizer, prompts, [r["rejected"] for r in rows], max_length=max_length)]
+    margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+    return {
+        "preference_accuracy": sum(m > 0 for m in margins) / len(margins),
+        "preference_margin": sum(margins) / len(margins),
+        "chosen_logp_per_token": sum(chosen) / len(chosen),
+    }

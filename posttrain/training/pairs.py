@@ -1,13 +1,15 @@
 """On-policy preference pairs: sample from the model, rank by reward, keep best vs worst.
 
-DPO without hand-labelled pairs: for each prompt the stage's input model
-writes N completions, the recipe's rewards score them, and the best and the
-worst become chosen and rejected. Prompts whose samples all score the same
-teach nothing and are skipped (counted as ties).
+Pairwise preference training (DPO, ORPO, SimPO) without hand-labelled pairs:
+for each prompt the stage's input model writes N completions, the recipe's
+rewards score them, and the best and the worst become chosen and rejected.
+Prompts whose samples all score the same teach nothing and are skipped
+(counted as ties). `on_policy_pairs` is what a stage calls.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,7 +17,10 @@ from typing import Any
 
 import torch
 
-from posttrain.training.scoring import Reward, weighted_total
+from posttrain.errors import UserError
+from posttrain.stagekit import StageContext
+from posttrain.stagekit.specs import OnPolicyPairs
+from posttrain.training.scoring import Reward, check_columns, load_rewards, weighted_total
 
 
 @dataclass
@@ -126,3 +131,75 @@ def build_pairs(
         })
     counts.pairs = len(pairs)
     return pairs, counts
+
+
+def on_policy_pairs(
+    ctx: StageContext, data: str, spec: OnPolicyPairs, model: Any, *, method: str
+) -> tuple[list[dict[str, Any]], PairCounts]:
+    """Preference rows sampled from `model` on the prompts of dataset `data`, or those of an earlier try.
+
+    `method` names the stage type in messages. The stage folder is wiped
+    whenever the stage's fingerprint changes, so a pairs file found there was
+    made from the same model, prompts and settings.
+    """
+    from data_prep import read_rows
+    from data_prep.rows import write_jsonl
+
+    pairs_path, counts_path = ctx.stage_dir / "pairs.jsonl", ctx.stage_dir / "pairs.json"
+    if pairs_path.exists() and counts_path.exists():
+        counts = PairCounts(**json.loads(counts_path.read_text()))
+        ctx.console.print(f"reusing {counts.pairs} on-policy pairs from {pairs_path}")
+        return read_rows(pairs_path), counts
+
+    prompts = read_rows(ctx.dataset(data).train_path)
+    rewards = load_rewards(spec.rewards, base_dir=ctx.base_dir)
+    check_columns(rewards, set().union(*(row.keys() for row in prompts)) - {"prompt"}, data)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    with ctx.console.status(f"sampling {spec.samples} completions for each of {len(prompts)} prompts..."):
+        samples = sample_completions(
+            model, ctx.tokenizer, [row["prompt"] for row in prompts], samples=spec.samples,
+            max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=ctx.seed,
+        )
+    pairs, counts = build_pairs(prompts, samples, rewards)
+    ctx.console.print(
+        f"on-policy pairs: {counts.prompts} prompts → {counts.pairs} pairs kept, {counts.ties} ties skipped"
+        + (f", {counts.unscored} with no applicable reward" if counts.unscored else "")
+    )
+    if not pairs:
+        raise UserError(
+            f"on-policy {method}: all {counts.prompts} prompts gave tied samples, so there is no pair to learn "
+            "from; raise on_policy.samples or temperature, or use a reward that separates answers more finely"
+        )
+    write_jsonl(pairs_path, pairs)
+    counts_path.write_text(json.dumps(asdict(counts)) + "\n")
+    return pairs, counts
+
+
+def preference_example(row: dict[str, Any]) -> dict[str, Any]:
+    """A TRL conversational preference example from a canonical preference row.
+
+    >>> preference_example({"prompt": [{"role": "user", "content": "2+2?"}], "chosen": "4", "rejected": "5"})["chosen"]
+    [{'role': 'assistant', 'content': '4'}]
+    """
+    return {
+        "prompt": row["prompt"],
+        "chosen": [{"role": "assistant", "content": row["chosen"]}],
+        "rejected": [{"role": "assistant", "content": row["rejected"]}],
+    }
+
+
+def training_pairs(
+    ctx: StageContext, data: str, on_policy: OnPolicyPairs | None, model: Any, *, method: str
+) -> tuple[list[dict[str, Any]], PairCounts | None]:
+    """A pairwise stage's training examples (TRL conversational pairs) and, when sampled, the pair counts.
+
+    Without `on_policy` they are the preference rows of dataset `data`; with it,
+    pairs sampled from `model` on that prompt dataset (`on_policy_pairs`).
+    """
+    from data_prep import read_rows
+
+    if on_policy is None:
+        return [preference_example(row) for row in read_rows(ctx.dataset(data).train_path)], None
+    rows, counts = on_policy_pairs(ctx, data, on_policy, model, method=method)
+    return [preference_example(row) for row in rows], counts
