@@ -180,4 +180,4 @@ def test_leaderboard_command_formats(tmp_path: Path) -> None:
     md = board_markdown(top(runs / "leaderboard.sqlite"), "board")
     assert "| 1 | run1 | sft | 0.600 ±0.112 | 0.600 |" in md and "chance-normalized" in md
     bad = run("xml")
-    assert bad.returncode == 2 and "choose table, md or json" in bad.stderr
+    assert bad.returncode == 2 and "choose table, md, json, csv or html" in bad.stderr
