@@ -34,7 +34,7 @@ datasets:
 eval: {{tasks: [pt_arith_mc], limit: 2, batch_size: 2, on_base: false}}
 stages:
   - {{name: sft, type: sft, data: chat, lora: {{r: 4}},
-     train: {{max_steps: 16, batch_size: 2, grad_accum: 2, lr: 1.0e-2, logging_steps: 1, save_steps: 2,
+     train: {{max_steps: 40, batch_size: 2, grad_accum: 2, lr: 1.0e-2, logging_steps: 1, save_steps: 2,
              max_length: 64}}}}
   - {{name: dpo, type: dpo, data: prefs, lora: {{r: 2}},
      train: {{max_steps: 2, batch_size: 2, grad_accum: 2, lr: 1.0e-3, logging_steps: 1, max_length: 64}}}}
@@ -65,7 +65,7 @@ def test_two_process_recipe_runs_caches_and_resumes_after_a_kill(tmp_path: Path,
     recipe.write_text(RECIPE.format(model=tiny_model_dir))
     runs = tmp_path / "runs"
     run_dir = runs / "launched"
-    checkpoint = run_dir / "sft" / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    checkpoints = run_dir / "sft" / "checkpoints"
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with (tmp_path / "killed.log").open("w") as log:
@@ -73,11 +73,12 @@ def test_two_process_recipe_runs_caches_and_resumes_after_a_kill(tmp_path: Path,
             [sys.executable, "-m", "posttrain.cli", "run", str(recipe), "--num-processes", "2", "--runs-dir", str(runs)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        # Kill at the first whole checkpoint of the 40-step stage; any one of them leaves a stage to resume.
         deadline = time.time() + 240
-        while not checkpoint.exists():
+        while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
             assert command.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.time() < deadline, "no checkpoint-2 within 240 s"
-            time.sleep(0.2)
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
         os.killpg(command.pid, signal.SIGKILL)
         command.wait()
     deadline = time.time() + 30
@@ -94,10 +95,10 @@ def test_two_process_recipe_runs_caches_and_resumes_after_a_kill(tmp_path: Path,
     report = run_recipe(loaded, runs_dir=runs, console=Console(quiet=True))
     sft_dir = run_dir / "sft"
     assert [s.cached for s in report.stages] == [False, False]
-    state = json.loads((sft_dir / "checkpoints" / "checkpoint-16" / "trainer_state.json").read_text())
-    assert state["global_step"] == 16
+    state = json.loads((sft_dir / "checkpoints" / "checkpoint-40" / "trainer_state.json").read_text())
+    assert state["global_step"] == 40
     steps = [json.loads(line)["step"] for line in (sft_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 16 and steps.count(1) == 1  # continued from the checkpoint, never restarted at step 1
+    assert steps[-1] == 40 and steps.count(1) == 1  # continued from the checkpoint, never restarted at step 1
     job = json.loads((sft_dir / "launch" / "job.json").read_text())
     assert job["resume_from"].endswith(f"checkpoint-{resumed_from}")
     for name in ("sft", "dpo"):
