@@ -6,7 +6,8 @@ fields live in its stage module (posttrain/stages/<type>.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -187,3 +188,18 @@ class EvalSpec(Strict):
     def task_labels(self) -> list[str]:
         """The entries as named on screen (a local-data entry by its leaderboard name)."""
         return [t if isinstance(t, str) else t.label for t in self.tasks]
+
+
+REFERENCE_KEYS = ("reference", "ref_model", "reference_model", "ref")
+
+
+def refuse_reference(data: Any, *, method: str, why: str) -> Any:
+    """For a reference-free method's `mode="before"` validator: a reference key gets a message, not just
+    "unknown key"."""
+    given = [k for k in REFERENCE_KEYS if isinstance(data, Mapping) and k in data]
+    if given:
+        raise ValueError(
+            f"`{given[0]}`: {method} is reference-free ({why}), so it takes no reference model; remove the key "
+            "(use type dpo or kto to train against a reference)"
+        )
+    return data

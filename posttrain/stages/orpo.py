@@ -21,9 +21,7 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
-from posttrain.stagekit.specs import OnPolicyPairs, StageCommon
-
-REFERENCE_KEYS = ("reference", "ref_model", "reference_model", "ref")
+from posttrain.stagekit.specs import OnPolicyPairs, StageCommon, refuse_reference
 
 
 class ORPOStage(StageCommon):
@@ -42,13 +40,7 @@ class ORPOStage(StageCommon):
     @model_validator(mode="before")
     @classmethod
     def _reference_free(cls, data: Any) -> Any:
-        given = [k for k in REFERENCE_KEYS if isinstance(data, Mapping) and k in data]
-        if given:
-            raise ValueError(
-                f"`{given[0]}`: ORPO is reference-free (its odds ratio compares the model with itself), so it "
-                "takes no reference model; remove the key (use type dpo or kto to train against a reference)"
-            )
-        return data
+        return refuse_reference(data, method="ORPO", why="its odds ratio compares the model with itself")
 
 
 def run(ctx: StageContext, spec: ORPOStage) -> StageResult:

@@ -22,9 +22,7 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
-from posttrain.stagekit.specs import OnPolicyPairs, StageCommon
-
-REFERENCE_KEYS = ("reference", "ref_model", "reference_model", "ref")
+from posttrain.stagekit.specs import OnPolicyPairs, StageCommon, refuse_reference
 
 
 class SimPOStage(StageCommon):
@@ -47,14 +45,7 @@ class SimPOStage(StageCommon):
     @model_validator(mode="before")
     @classmethod
     def _reference_free(cls, data: Any) -> Any:
-        given = [k for k in REFERENCE_KEYS if isinstance(data, Mapping) and k in data]
-        if given:
-            raise ValueError(
-                f"`{given[0]}`: SimPO is reference-free (its margin is the model's own per-token "
-                "log-probabilities), so it takes no reference model; remove the key (use type dpo or kto to "
-                "train against a reference)"
-            )
-        return data
+        return refuse_reference(data, method="SimPO", why="its margin is the model's own per-token log-probabilities")
 
 
 def run(ctx: StageContext, spec: SimPOStage) -> StageResult:
