@@ -53,7 +53,9 @@ def export_stage(
         paths["peft"] = str(peft_dir)
     if "merged" in formats:
         merged_dir = out / "merged"
-        model = materialize(lineage, dtype=recipe.model.dtype, trust_remote_code=recipe.model.trust_remote_code)
+        model = materialize(
+            lineage, dtype=recipe.model.dtype, trust_remote_code=recipe.model.trust_remote_code, purpose="export"
+        )
         model.save_pretrained(merged_dir, safe_serialization=True)
         model.generation_config.save_pretrained(merged_dir)
         tokenizer.save_pretrained(merged_dir)

@@ -58,7 +58,7 @@ def run(ctx: StageContext, spec: DPOStage) -> StageResult:
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
 
-    model = ctx.load_input_model()
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     counts = None
     if spec.on_policy is None:
         rows = read_rows(ctx.dataset(spec.data).train_path)
@@ -67,7 +67,7 @@ def run(ctx: StageContext, spec: DPOStage) -> StageResult:
     train_dataset = Dataset.from_list([preference_example(row) for row in rows])
 
     config = DPOConfig(
-        **common_arguments(ctx, spec.train),
+        **common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune),
         max_length=spec.train.max_length,
         beta=spec.beta,
         loss_type=spec.loss_type if isinstance(spec.loss_type, list) else [spec.loss_type],
