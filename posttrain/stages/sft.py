@@ -26,6 +26,7 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     from data_prep import read_rows
     from posttrain.models.precision import sft_speed_options
     from posttrain.training.arguments import common_arguments
+    from posttrain.training.batching import sft_batching
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
 
@@ -46,6 +47,7 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         processing_class=ctx.tokenizer,
         peft_config=None if spec.full_finetune else lora_config(spec.lora),
         callbacks=ctx.callbacks,
+        **sft_batching(ctx.tokenizer, packing=spec.packing),
     )
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 
