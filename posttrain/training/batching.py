@@ -1,11 +1,11 @@
 """How SFT batches are laid out: padded rows, or one padding-free row of the batch's sequences.
 
-A padded batch of chat examples spends compute on pad tokens: with the
-quickstart's examples (about 100 tokens, the longest of 8 often twice that)
-a third to a half of every matmul works on padding. Padding-free batches
-concatenate the examples into one row; `position_ids` restart at 0 for each
-example, and transformers turns that into a block-causal mask, so examples
-never attend to each other and the loss is the padded batch's loss.
+A padded batch of chat examples spends compute on pad tokens. Padding-free
+batches concatenate the examples into one row; `position_ids` restart at 0
+for each example, which a varlen kernel (flash-attention-2) reads as
+sequence boundaries, and which transformers turns into a block-causal mask
+for SDPA, so examples never attend to each other and the loss is the padded
+batch's loss (with SDPA that mask costs more than the padding it saves).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from posttrain.models.precision import DeviceFacts, attention_implementation, de
 def padding_free_fits(*, packing: bool, facts: DeviceFacts | None = None) -> bool:
     """Whether the SFT collator should drop padding (when the recipe does not pack; packing is padding-free already).
 
-    On CPU the block-causal mask costs little next to the matmuls it saves.
-    On GPU only with a varlen kernel (flash-attention-2): SDPA with a block
-    mask loses its flash kernel, and padding is cheaper there (DESIGN.md).
+    Only with a varlen attention kernel (flash-attention-2 on a GPU). SDPA
+    with a block mask loses its fast kernels: on GPU padding is cheaper
+    (DESIGN.md), and on this project's CPU a padding-free SFT step measured
+    about 2x slower than the padded one (scripts/bench_sft.py).
     """
     facts = facts or detect()
-    if packing:
-        return False
-    return not facts.cuda or attention_implementation(facts) == "flash_attention_2"
+    return not packing and attention_implementation(facts) == "flash_attention_2"
 
 
 def sft_batching(tokenizer: Any, *, packing: bool, facts: DeviceFacts | None = None) -> dict[str, Any]:
