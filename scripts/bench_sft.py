@@ -7,8 +7,11 @@ Configurations (same model, same data, same LoRA, same schedule and seed):
      loaded in bf16 (PEFT keeps the adapter fp32)
   c  posttrain: `posttrain.stages.sft.run` itself, `model.dtype: auto`, through its StageContext
 
-The configurations run in threads that take turns step by step (a, b, c, a, b, c, ...), so a
-shared machine slows them alike; the first `--warmup` steps of each are not timed. Prints real
+The configurations run in threads that take turns step by step (a, b, c, a, b, c, ...); the
+first `--warmup` steps of each are not timed. CAVEAT, measured on the 2-core CPU: in one process
+the configuration whose thread started last ran 1.7-2.5x slower whichever it was (c last: c/b
+0.57; c first: c/b 2.47), so on CPU run one configuration per process and alternate them:
+    for c in a c b a c; do python scripts/bench_sft.py --configs $c --steps 4 --warmup 1; done Prints real
 (non-pad) tokens/s, the peak memory, MFU where the device's peak is known, the first and last
 mean losses, and the ratios c/a and c/b.
 
