@@ -14,7 +14,7 @@ def test_padding_free_where_it_fits() -> None:
     cpu, gpu_flash, gpu_sdpa = DeviceFacts(cpu_bf16=True), DeviceFacts(cuda=True, flash_attn=True), DeviceFacts(cuda=True)
     assert padding_free_fits(packing=False, facts=gpu_flash)
     assert not padding_free_fits(packing=False, facts=gpu_sdpa)  # SDPA with a block mask loses its flash kernel
-    assert not padding_free_fits(packing=False, facts=cpu)  # measured 2x slower than padded on this CPU
+    assert not padding_free_fits(packing=False, facts=cpu)  # off on CPU until measured without bias
     assert not padding_free_fits(packing=True, facts=gpu_flash)  # TRL's packing is padding-free already
     assert sft_batching(None, packing=False, facts=gpu_sdpa) == {}
 

@@ -99,9 +99,10 @@ def mixed_precision(name: str, *, trains_adapter: bool, facts: DeviceFacts | Non
     """TrainingArguments' `bf16`/`fp16` switches (autocast) for a stage.
 
     On GPU: as the weights' dtype says. On CPU: bf16 autocast around a LoRA
-    on a bf16 base (measured, scripts/bench_sft.py: without autocast the step
-    took 1.7x as long; the fp32 adapter and norms then ran in fp32/bf16 mixes
-    the CPU kernels handle slowly). Full fine-tunes keep fp32 without autocast.
+    on a bf16 base, so the fp32 adapter's matmuls use the bf16 units too (what
+    TRL does by default). Whether no autocast is faster there is NOT settled:
+    the runs that suggested it were biased (scripts/bench_sft.py caveat).
+    Full fine-tunes keep fp32 without autocast.
     """
     facts = facts or detect()
     if facts.cuda:

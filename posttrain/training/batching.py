@@ -5,7 +5,7 @@ batches concatenate the examples into one row; `position_ids` restart at 0
 for each example, which a varlen kernel (flash-attention-2) reads as
 sequence boundaries, and which transformers turns into a block-causal mask
 for SDPA, so examples never attend to each other and the loss is the padded
-batch's loss (with SDPA that mask costs more than the padding it saves).
+batch's loss.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def padding_free_fits(*, packing: bool, facts: DeviceFacts | None = None) -> boo
 
     Only with a varlen attention kernel (flash-attention-2 on a GPU). SDPA
     with a block mask loses its fast kernels: on GPU padding is cheaper
-    (DESIGN.md), and on this project's CPU a padding-free SFT step measured
-    about 2x slower than the padded one (scripts/bench_sft.py).
+    (DESIGN.md). On CPU it is off until measured: the one run that showed
+    it 2x slower was biased (scripts/bench_sft.py caveat).
     """
     facts = facts or detect()
     return not packing and attention_implementation(facts) == "flash_attention_2"
