@@ -8,9 +8,11 @@ Configurations (same model, same data, same LoRA, same schedule and seed):
   c  posttrain: `posttrain.stages.sft.run` itself, `model.dtype: auto`, through its StageContext
 
 The configurations run in threads that take turns step by step (a, b, c, a, b, c, ...); the
-first `--warmup` steps of each are not timed. CAVEAT, measured on the 2-core CPU: in one process
-the configuration whose thread started last ran 1.7-2.5x slower whichever it was (c last: c/b
-0.57; c first: c/b 2.47), so on CPU run one configuration per process and alternate them:
+first `--warmup` steps of each are not timed. CAVEAT, measured on the shared 2-core CPU: the
+same configurations gave c/b 0.57 with c's thread started last and 2.47 with it started first,
+and TRL defaults alone in a process took 65 s/step against 12 s in a threaded run: either the
+threads bias the timing or the machine's other tenants swamp it. Until that is settled, on CPU
+run one configuration per process, alternate them, and repeat:
     for c in a c b a c; do python scripts/bench_sft.py --configs $c --steps 4 --warmup 1; done Prints real
 (non-pad) tokens/s, the peak memory, MFU where the device's peak is known, the first and last
 mean losses, and the ratios c/a and c/b.
