@@ -118,7 +118,8 @@ def evaluate_model(
     start = time.perf_counter()
     try:
         with quiet():
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+            # softmax in fp32: a bf16 model's log-likelihoods would otherwise carry ~3 significant digits.
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device, softmax_dtype="float32")
             out = simple_evaluate(
                 model=lm,
                 tasks=plan.lm_names,

@@ -119,7 +119,9 @@ def _write_peft(job: StageExport) -> None:
 
 def _write_merged(job: StageExport) -> None:
     merged_dir = job.out / "merged"
-    model = materialize(job.lineage, dtype=job.recipe.model.dtype, trust_remote_code=job.recipe.model.trust_remote_code)
+    model = materialize(
+        job.lineage, dtype=job.recipe.model.dtype, trust_remote_code=job.recipe.model.trust_remote_code, purpose="export"
+    )
     model.save_pretrained(merged_dir, safe_serialization=True)
     model.generation_config.save_pretrained(merged_dir)
     job.tokenizer.save_pretrained(merged_dir)

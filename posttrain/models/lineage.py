@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.models.precision import Purpose
+
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -41,16 +43,25 @@ class Lineage:
         return cls(base=data["base"], adapters=list(data.get("adapters", [])), revision=data.get("revision"))
 
 
-def materialize(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False) -> Any:
-    """The lineage's model as plain weights: base with every adapter merged in."""
+def materialize(
+    lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False, purpose: Purpose = "inference"
+) -> Any:
+    """The lineage's model as plain weights: base with every adapter merged in.
+
+    Adapters merge into fp32 weights, then the model is cast to the dtype the
+    purpose asks for: rounding once, not once per stage.
+    """
     from peft import PeftModel
 
-    from posttrain.models.loading import load_model
+    from posttrain.models.loading import load_model, torch_dtype
 
-    model = load_model(lineage.base, dtype=dtype, trust_remote_code=trust_remote_code, revision=lineage.revision)
+    merge_in = "float32" if lineage.adapters else dtype
+    model = load_model(
+        lineage.base, dtype=merge_in, trust_remote_code=trust_remote_code, revision=lineage.revision, purpose=purpose
+    )
     for adapter in lineage.adapters:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return model
+    return model.to(torch_dtype(dtype, purpose))
 
 
 def load_quantized(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: bool = False, scratch: Path) -> Any:

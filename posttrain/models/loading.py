@@ -8,17 +8,12 @@ from typing import Any
 import torch
 
 from posttrain.errors import UserError
+from posttrain.models.precision import Purpose, attention_implementation, weights_dtype
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-
-def torch_dtype(name: str) -> torch.dtype:
-    """`auto` means bf16 where the GPU supports it, else fp32 (CPU training in bf16 is slow and lossy)."""
-    if name == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return _DTYPES[name]
+def torch_dtype(name: str, purpose: Purpose = "full") -> torch.dtype:
+    """The recipe's dtype name; `auto` depends on the purpose and the device (posttrain.models.precision)."""
+    return weights_dtype(name, purpose)
 
 
 def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str | None = None) -> Any:
@@ -57,6 +52,7 @@ def load_model(
     revision: str | None = None,
     device: str | None = None,
     quantize: str | None = None,
+    purpose: Purpose = "full",
 ) -> Any:
     """A causal LM from a local folder or hub id, weights from safetensors only.
 
@@ -68,7 +64,8 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,
-            dtype=torch_dtype(dtype),
+            dtype=torch_dtype(dtype, purpose),
+            attn_implementation=attention_implementation(),
             trust_remote_code=trust_remote_code,
             revision=revision,
             use_safetensors=True,

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.models.lineage import Lineage, load_quantized, materialize
+from posttrain.models.precision import Purpose
 from posttrain.stagekit.specs import EvalSpec, ModelSpec
 
 
@@ -51,19 +52,22 @@ class StageContext:
     def model_dir(self) -> Path:
         return self.stage_dir / "model"
 
-    def load_input_model(self) -> Any:
-        """The model to train: the input lineage, in NF4 when the recipe asks for QLoRA."""
+    def load_input_model(self, *, trains_adapter: bool = False) -> Any:
+        """The model to train: the input lineage, in NF4 when the recipe asks for QLoRA.
+
+        A LoRA's frozen base may load in bf16 (`dtype: auto`, posttrain.models.precision); trained weights not.
+        """
         if self.model_spec.quantize == "4bit":
             return load_quantized(
                 self.input, dtype=self.model_spec.dtype, trust_remote_code=self.model_spec.trust_remote_code,
                 scratch=self.stage_dir / "input-merged",
             )
-        return self.load(self.input)
+        return self.load(self.input, purpose="adapter" if trains_adapter else "full")
 
-    def load(self, lineage: Lineage) -> Any:
+    def load(self, lineage: Lineage, *, purpose: Purpose = "full") -> Any:
         """A lineage as one model, loaded with the recipe's dtype and trust settings."""
         return materialize(
-            lineage, dtype=self.model_spec.dtype, trust_remote_code=self.model_spec.trust_remote_code
+            lineage, dtype=self.model_spec.dtype, trust_remote_code=self.model_spec.trust_remote_code, purpose=purpose
         )
 
     def dataset(self, name: str) -> Any:

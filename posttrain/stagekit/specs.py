@@ -30,7 +30,9 @@ class ModelSpec(Strict):
         description="Alias (smollm2-135m-instruct), hub id (org/name), local HF folder or .gguf file."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype for training; auto = bf16 on a GPU that supports it, else fp32."
+        "auto",
+        description="Weights dtype; auto = bf16 where the device multiplies bf16 fast (GPU, CPU with AMX or "
+        "AVX512-BF16) for LoRA bases and generation, fp32 for full fine-tunes on CPU and for exports.",
     )
     trust_remote_code: bool = Field(False, description="Run the model repo's own Python code (off: safer).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")

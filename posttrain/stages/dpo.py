@@ -57,12 +57,12 @@ def run(ctx: StageContext, spec: DPOStage) -> StageResult:
     from posttrain.training.outputs import train_and_save
     from posttrain.training.pairs import training_pairs
 
-    model = ctx.load_input_model()
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     examples, counts = training_pairs(ctx, spec.data, spec.on_policy, model, method="DPO")
     train_dataset = Dataset.from_list(examples)
 
     config = DPOConfig(
-        **common_arguments(ctx, spec.train),
+        **common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune),
         max_length=spec.train.max_length,
         beta=spec.beta,
         loss_type=spec.loss_type if isinstance(spec.loss_type, list) else [spec.loss_type],

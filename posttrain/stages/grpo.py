@@ -60,7 +60,7 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
     if vllm:
         extra.update(vllm_mode="colocate")
     config = GRPOConfig(
-        **{**common_arguments(ctx, spec.train), "per_device_train_batch_size": per_device},
+        **{**common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune), "per_device_train_batch_size": per_device},
         steps_per_generation=steps_per_generation,
         num_generations=spec.num_generations,
         max_completion_length=spec.max_completion_length,
@@ -72,7 +72,7 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
         **extra,
     )
     trainer = GRPOTrainer(
-        model=ctx.load_input_model(),
+        model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
         reward_funcs=[r.fn for r in rewards],
         args=config,
         train_dataset=prompt_dataset(rows),

@@ -59,9 +59,9 @@ def run(ctx: StageContext, spec: KTOStage) -> StageResult:
 
     rows = read_rows(ctx.dataset(spec.data).train_path)
     check_both_labels(rows, spec.data)
-    model = ctx.load_input_model()
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     config = KTOConfig(
-        **common_arguments(ctx, spec.train),
+        **common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune),
         max_length=spec.train.max_length,
         beta=spec.beta,
         desirable_weight=spec.desirable_weight,

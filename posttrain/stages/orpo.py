@@ -55,10 +55,10 @@ def run(ctx: StageContext, spec: ORPOStage) -> StageResult:
     from posttrain.training.outputs import train_and_save
     from posttrain.training.pairs import training_pairs
 
-    model = ctx.load_input_model()
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     examples, counts = training_pairs(ctx, spec.data, spec.on_policy, model, method="ORPO")
     config = ORPOConfig(
-        **common_arguments(ctx, spec.train),
+        **common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune),
         max_length=spec.train.max_length,
         beta=spec.beta,
         remove_unused_columns=False,  # the pair collator needs the chosen_/rejected_ columns

@@ -25,7 +25,9 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     from trl import SFTConfig, SFTTrainer
 
     from data_prep import read_rows
+    from posttrain.models.precision import sft_speed_options
     from posttrain.training.arguments import common_arguments
+    from posttrain.training.batching import sft_batching
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
 
@@ -33,18 +35,20 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     train_dataset = Dataset.from_list([sft_example(row["messages"], spec.loss_on) for row in rows])
 
     config = SFTConfig(
-        **common_arguments(ctx, spec.train),
+        **common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune),
+        **sft_speed_options(packing=spec.packing),
         max_length=spec.train.max_length,
         packing=spec.packing,
         completion_only_loss=spec.loss_on == "completion",
     )
     trainer = SFTTrainer(
-        model=ctx.load_input_model(),
+        model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
         args=config,
         train_dataset=train_dataset,
         processing_class=ctx.tokenizer,
         peft_config=None if spec.full_finetune else lora_config(spec.lora),
         callbacks=ctx.callbacks,
+        **sft_batching(ctx.tokenizer, packing=spec.packing),
     )
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 

@@ -6,16 +6,15 @@ from typing import Any
 
 import torch
 
+from posttrain.models.precision import mixed_precision
 from posttrain.stagekit import StageContext
 from posttrain.stagekit.specs import TrainSpec
 from posttrain.tracking import report_to
 
 
-def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
+def common_arguments(ctx: StageContext, train: TrainSpec, *, trains_adapter: bool = False) -> dict[str, Any]:
     """Keyword arguments for any TRL `*Config` (they all extend TrainingArguments)."""
-    dtype = ctx.model_spec.dtype
     on_gpu = torch.cuda.is_available()
-    bf16 = on_gpu and (dtype == "bfloat16" or (dtype == "auto" and torch.cuda.is_bf16_supported()))
     return {
         "output_dir": str(ctx.checkpoints_dir),
         "max_steps": train.max_steps,
@@ -38,8 +37,7 @@ def common_arguments(ctx: StageContext, train: TrainSpec) -> dict[str, Any]:
         "optim": train.optim,
         "seed": ctx.seed,
         "data_seed": ctx.seed,
-        "bf16": bf16,
-        "fp16": on_gpu and dtype == "float16",
+        **mixed_precision(ctx.model_spec.dtype, trains_adapter=trains_adapter),
         # TensorBoard/MLflow when the recipe's `tracking:` asks (posttrain/tracking.py sets it per stage).
         "report_to": report_to(),
         "run_name": ctx.stage_dir.name,

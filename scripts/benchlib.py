@@ -1,0 +1,179 @@
+"""Shared pieces of scripts/bench_sft.py and scripts/bench_generate.py: models, data, memory, turn-taking.
+
+Both benchmarks run every configuration in ONE process and interleave them
+step by step (a, b, c, a, b, c, ...), so a shared, noisy machine slows each
+configuration alike and the ratios stay meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Random-init models of real shapes for GPU runs (hidden, MLP, layers, heads, kv heads, vocab).
+SHAPES: dict[str, dict[str, Any]] = {
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
+    ),
+    "llama3.2-1b": dict(
+        model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True, max_position_embeddings=8192,
+    ),
+}
+
+# Dense bf16 peak FLOP/s by GPU name fragment (vendor datasheets, without sparsity).
+GPU_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
+
+
+def embedded_model_path() -> str:
+    from posttrain.models.resolve import resolve_model
+
+    return resolve_model("smollm2-135m-instruct").path
+
+
+def random_model_dir(shape: str, out: Path, tokenizer_path: str) -> str:
+    """Save a random-init model of `shape` (bf16, like real checkpoints) with the embedded model's tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    settings = dict(SHAPES[shape])
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(out)
+    return str(out)
+
+
+def quickstart_chats(limit: int) -> list[list[dict[str, str]]]:
+    """Well-formed conversations of the quickstart's raw chat mix (it also holds broken rows on purpose)."""
+    path = Path(__file__).resolve().parents[1] / "data" / "quickstart" / "raw_chat.jsonl"
+    chats = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if (
+            isinstance(messages, list) and len(messages) >= 2
+            and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"] for m in messages)
+            and messages[-1].get("role") == "assistant"
+        ):
+            chats.append(messages)
+    return chats[:limit]
+
+
+def synthetic_chats(count: int, mean_tokens: int, max_tokens: int, seed: int = 0) -> list[list[dict[str, str]]]:
+    """Conversations of random words, lengths log-normal around `mean_tokens` (an SFT-like mix with a long tail)."""
+    rng = random.Random(seed)
+    words = ["the", "a", "of", "to", "and", "in", "is", "for", "on", "with", "that", "by", "this", "model", "data", "token", "train", "step", "loss", "value"]
+    chats = []
+    sigma = 0.8
+    mu = math.log(mean_tokens) - sigma**2 / 2
+    for _ in range(count):
+        n = min(max_tokens - 16, max(24, int(rng.lognormvariate(mu, sigma))))
+        prompt_words = max(4, n // 4)
+        chats.append([
+            {"role": "user", "content": " ".join(rng.choice(words) for _ in range(prompt_words))},
+            {"role": "assistant", "content": " ".join(rng.choice(words) for _ in range(n - prompt_words))},
+        ])
+    return chats
+
+
+def static_bytes(model: Any, optimizer: Any | None) -> int:
+    """Bytes of the weights, gradients and optimizer states a configuration keeps between steps."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    total += sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)  # gradients
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            total += sum(t.numel() * t.element_size() for t in state.values() if torch.is_tensor(t))
+    return total
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+class Turns:
+    """Round-robin between threads: one configuration steps at a time, in a fixed order.
+
+    `setup()` serializes the untimed set-up (model loading, PEFT wrapping,
+    seeding: torch's RNG is global); `begin(name)` waits for `name`'s turn;
+    `end(name)` hands the turn on; `finish(name)` leaves the rotation.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self._order = list(names)
+        self._turn = 0
+        self._cond = threading.Condition()
+        self.setup_lock = threading.Lock()
+
+    def current(self) -> str | None:
+        with self._cond:
+            return self._order[self._turn] if self._order else None
+
+    def begin(self, name: str) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._order[self._turn] == name)
+
+    def end(self, name: str) -> None:
+        with self._cond:
+            self._turn = (self._order.index(name) + 1) % len(self._order)
+            self._cond.notify_all()
+
+    def finish(self, name: str) -> None:
+        with self._cond:
+            if name in self._order:
+                index = self._order.index(name)
+                self._order.remove(name)
+                if index < self._turn:
+                    self._turn -= 1
+                if self._turn >= len(self._order):
+                    self._turn = 0
+            self._cond.notify_all()
+
+
+class PeakSampler(threading.Thread):
+    """Samples RSS every few ms and keeps, per configuration, the highest rise above its step's start."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.active: str | None = None
+        self.start_rss = 0
+        self.rise: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    def step_begin(self, name: str) -> None:
+        self.start_rss = rss_bytes()
+        self.active = name
+
+    def step_end(self) -> None:
+        self._sample()
+        self.active = None
+
+    def _sample(self) -> None:
+        name = self.active
+        if name is not None:
+            self.rise[name] = max(self.rise.get(name, 0), rss_bytes() - self.start_rss)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def machine_load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
