@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -106,9 +107,12 @@ def run(
     from posttrain.pipeline.runner import run_recipe
     from posttrain.terminal import print_run_report
 
+    started = time.monotonic()
     with _log_to_run_dir(runs_dir / loaded.recipe.name):
         report = run_recipe(loaded, runs_dir=runs_dir, force=set(force or ()), console=console)
     print_run_report(report, console=console)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    console.print(f"run {loaded.recipe.name} finished in {minutes}m{seconds:02d}s")
 
 
 @app.command()

@@ -39,7 +39,13 @@ def print_plan(plan: RunPlan, recipe: Recipe, *, console: Console) -> None:
 
 def print_run_report(report: RunReport, *, console: Console) -> None:
     """Stage timings, then the leaderboard: base vs every stage, with deltas; then each stage's held-out objective."""
-    from posttrain.leaderboard.render import distill_rich_table, objectives_rich_table, rich_table
+    from posttrain.leaderboard.render import (
+        distill_rich_table,
+        has_evidence,
+        objectives_rich_table,
+        rich_table,
+        significance_verdicts,
+    )
 
     timings = Table(title=f"run {report.run_dir.name}: {report.seconds:.0f}s")
     for column in ("stage", "status", "seconds", "train loss", "export"):
@@ -56,6 +62,9 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     console.print(timings)
     rows = report.leaderboard_rows()
     console.print(rich_table(rows, title="leaderboard (lm-eval; Δ vs base, and vs input stage)"))
+    if has_evidence(rows):
+        for line in significance_verdicts(rows):
+            console.print(f"  {line}", markup=False, highlight=False)
     distilled = distill_rich_table(rows)
     if distilled is not None:
         console.print(distilled)

@@ -124,9 +124,51 @@ def distill_markdown(rows: Sequence[StageScores]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tested(test: DeltaTest | None) -> bool:
+    return test is not None and test.p_value is not None
+
+
+def _change(task: str, test: DeltaTest) -> str:
+    return f"{task} {test.delta:+.3f} ({test.test}, p={test.p_value:.3g})"
+
+
+def significance_verdicts(rows: Sequence[StageScores]) -> list[str]:
+    """One plain sentence per stage: which benchmark deltas are more than noise at 95%, or that none is.
+
+    A bare "+0.06" invites a conclusion the documents cannot support; this says
+    what the paired tests allow one to say.
+    """
+    lines = []
+    for row, cells in zip(rows[1:], compute_cells(rows)[1:], strict=True):
+        tested = {t: c for t, c in cells.items() if _tested(c.test_base) or _tested(c.test_input)}
+        if not tested:
+            lines.append(f"{row.label}: no paired test possible (no per-document results)")
+            continue
+        found = [
+            f"{_change(task, test)} vs {against}"
+            for task, cell in tested.items()
+            for against, test in (("base", cell.test_base), ("input", cell.test_input))
+            if test is not None and test.significant
+        ]
+        if found:
+            quiet = [t for t, c in tested.items() if not any(x is not None and x.significant
+                                                             for x in (c.test_base, c.test_input))]
+            rest = f"; within noise on {', '.join(quiet)}" if quiet else ""
+            lines.append(f"{row.label}: significant at 95%: {'; '.join(found)}{rest}")
+        else:
+            n = max(t.n_paired for c in tested.values() for t in (c.test_base, c.test_input) if t and _tested(t))
+            lines.append(
+                f"{row.label}: no benchmark change is significant at 95% (vs base or vs its input, {n} documents "
+                "per task): its deltas are within noise"
+            )
+    return lines
+
+
 def run_markdown(title: str, rows: Sequence[StageScores]) -> str:
-    """The run's `leaderboard.md`: the score table, then distillation facts when a stage distilled."""
-    return f"# {title}\n\n{markdown_table(rows)}\n{distill_markdown(rows)}"
+    """The run's `leaderboard.md`: the score table, what is significant in plain words, then distillation facts."""
+    verdicts = significance_verdicts(rows) if has_evidence(rows) else []
+    said = ("\n".join(f"- {line}" for line in verdicts) + "\n\n") if verdicts else ""
+    return f"# {title}\n\n{markdown_table(rows)}\n{said}{distill_markdown(rows)}"
 
 
 RANKING_NOTE = (

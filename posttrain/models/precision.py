@@ -95,6 +95,16 @@ def weights_dtype(name: str, purpose: Purpose = "full", facts: DeviceFacts | Non
     return torch.float32
 
 
+def precision_key(name: str, facts: DeviceFacts | None = None) -> str:
+    """What `model.dtype` resolves to on this device, for fingerprints: `auto` trains and scores
+    differently on a CPU with bf16 units than on one without, so their results must not share a cache."""
+    if name != "auto":
+        return name
+    purposes: tuple[Purpose, ...] = ("adapter", "inference", "full", "export")
+    resolved = ",".join(f"{p}={str(weights_dtype(name, p, facts)).removeprefix('torch.')}" for p in purposes)
+    return f"auto({resolved})"
+
+
 def mixed_precision(name: str, *, trains_adapter: bool, facts: DeviceFacts | None = None) -> dict[str, bool]:
     """TrainingArguments' `bf16`/`fp16` switches (autocast) for a stage.
 

@@ -71,7 +71,8 @@ def evaluate_folder(
     failpoint("evaluation")
     record = {
         "fingerprint": eval_fp, "label": label, "scores": scores, "stats": results["stats"],
-        "samples": {task: f"{SAMPLES_DIR}/{task}.jsonl" for task in scores}, "results": results, **(extra or {}),
+        "samples": {task: f"{SAMPLES_DIR}/{task}.jsonl" for task in scores}, "results": results,
+        "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."), **(extra or {}),
     }
     write_json(folder / "eval.json", record)
     return scores

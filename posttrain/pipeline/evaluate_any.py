@@ -25,6 +25,7 @@ from posttrain.evaluation.record import EvalEvidence, load_evidence
 from posttrain.fingerprint import fingerprint
 from posttrain.leaderboard.store import LEADERBOARD_DB, record
 from posttrain.models.lineage import ADAPTER_CONFIG, Lineage, materialize
+from posttrain.models.precision import precision_key
 from posttrain.models.resolve import resolve_model
 from posttrain.pipeline.evaluate import eval_fingerprint, evaluate_folder
 from posttrain.rundir import read_json, utc_now
@@ -83,7 +84,7 @@ def resolve_target(ref: str, *, runs_dir: Path) -> EvalTarget:
 def _load(path: str) -> Any:
     from posttrain.models.loading import load_model
 
-    return load_model(path)
+    return load_model(path, purpose="inference")
 
 
 def _last_stage(run_dir: Path) -> str:
@@ -120,10 +121,8 @@ def _adapter_target(ref: str, adapter_dir: Path) -> EvalTarget:
         raise UserError(f"cannot evaluate adapter {ref!r}: its base model {base_ref!r} does not resolve: {exc}") from None
     has_tokenizer = any((adapter_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
-    def load() -> Any:
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(_load(base.path), str(adapter_dir))
+    def load() -> Any:  # merged into fp32 weights, then cast: scored as a run scores its stages
+        return materialize(Lineage(base=base.path, adapters=[str(adapter_dir)]))
 
     identity = fingerprint("adapter", base.identity, _adapter_digest(adapter_dir))
     return EvalTarget(ref, _slug(adapter_dir.name), identity, str(adapter_dir) if has_tokenizer else base.path, load)
@@ -147,6 +146,7 @@ def evaluate_reference(ref: str, spec: EvalSpec, *, runs_dir: Path, seed: int, c
     from posttrain.models.loading import load_tokenizer
 
     target = resolve_target(ref, runs_dir=runs_dir)
+    target.identity = fingerprint(target.identity, precision_key("auto"))  # bf16 scores differ from fp32 ones
     tokenizer = load_tokenizer(target.tokenizer_path)
     folder = runs_dir / EVAL_DIR / _slug(target.label)
     scores = evaluate_folder(

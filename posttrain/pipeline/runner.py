@@ -137,15 +137,18 @@ def _carry_out(
             stage.stage_type, ctx, stage.spec, stage.fingerprint,
             (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)), console=console,
         )
+        del model
+        gc.collect()
         if stage.spec.evaluate:
+            # Scored as exported (adapters merged in fp32, then cast to the eval dtype), not as the trained
+            # model in memory: the same numbers whether the stage trained now, resumed or was reused, and
+            # exactly plain lm-eval's on the merged export.
             outcome.scores = evaluate_cached(
                 recipe, session.run_dir / stage.name, stage.fingerprint,
-                (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)),
+                (lambda o=outcome: _materialize(session, o.lineage)),
                 tokenizer=session.tokenizer, console=console, label=stage.name,
             )
             tracker.scores(stage.name, outcome.scores)
-        del model
-        gc.collect()
         outcome.input = stage.input
         outcome.chain = [stage.name] if stage.spec.full_finetune else [*source.chain, stage.name]
         outcomes[stage.name] = outcome
@@ -280,7 +283,7 @@ def _clear_stage_dir(stage_dir: Path) -> None:
 
 def _materialize(session: RunSession, lineage: Lineage) -> Any:
     model = session.recipe.model
-    return materialize(lineage, dtype=model.dtype, trust_remote_code=model.trust_remote_code)
+    return materialize(lineage, dtype=model.dtype, trust_remote_code=model.trust_remote_code, purpose="inference")
 
 
 def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Path) -> None:

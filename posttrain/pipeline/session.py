@@ -16,6 +16,7 @@ from rich.console import Console
 from posttrain.fingerprint import fingerprint
 from posttrain.models.lineage import Lineage
 from posttrain.models.loading import dequantized_base, load_tokenizer
+from posttrain.models.precision import precision_key
 from posttrain.models.resolve import ResolvedModel, cache_root, resolve_model
 from posttrain.recipe.loader import LoadedRecipe
 from posttrain.recipe.schema import Recipe
@@ -48,7 +49,7 @@ class RunSession:
     def base_fingerprint(self) -> str:
         model = self.recipe.model
         quantized = (model.quantize,) if model.quantize else ()  # fingerprints of unquantized runs unchanged
-        return fingerprint(self.base.identity, model.dtype, model.revision, *quantized)
+        return fingerprint(self.base.identity, precision_key(model.dtype), model.revision, *quantized)
 
     def eval_texts(self) -> list[str]:
         """Documents of the whole shipped eval suite: `decontaminate: eval` guards all of them, not only

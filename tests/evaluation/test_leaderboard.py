@@ -14,7 +14,15 @@ from rich.console import Console
 
 from posttrain.evaluation.record import EvalEvidence
 from posttrain.evaluation.stats import task_stats, wilson_interval
-from posttrain.leaderboard.render import LEGEND, board_json, board_markdown, markdown_table, rich_table
+from posttrain.leaderboard.render import (
+    LEGEND,
+    board_json,
+    board_markdown,
+    markdown_table,
+    rich_table,
+    run_markdown,
+    significance_verdicts,
+)
 from posttrain.leaderboard.store import record, record_run, top
 from posttrain.leaderboard.table import StageScores, compute_cells
 from posttrain.stagekit.facts import DistillFacts
@@ -121,6 +129,15 @@ def test_deltas_carry_paired_tests_and_markdown_marks_them() -> None:
     assert dpo.test_base.p_value == pytest.approx(2 * 9 / 256)
     assert "+0.300 vs base<br>-0.100 vs input" in md
     assert LEGEND in md and "significant at 95%" in md
+
+
+def test_each_stage_gets_a_plain_verdict_of_what_is_significant() -> None:
+    rows = [_row("base", BASE_DOCS), _row("sft", SFT_DOCS), _row("dpo", DPO_DOCS)]
+    sft, dpo = significance_verdicts(rows)
+    assert sft == "sft: significant at 95%: t +0.400 (mcnemar-exact, p=0.00781) vs base"
+    # dpo is +0.300 vs base (p = 0.07) and -0.100 vs sft (p = 0.5): neither is more than noise, and it says so.
+    assert dpo.startswith("dpo: no benchmark change is significant at 95%") and "20 documents" in dpo
+    assert f"- {dpo}" in run_markdown("run", rows)
 
 
 def test_a_corpus_level_metric_says_which_significance_is_unavailable() -> None:

@@ -21,10 +21,15 @@ from rich.console import Console
 
 from posttrain.evaluation.harness import compact_metrics
 from posttrain.evaluation.registry import lm_eval_tasks_dir
+from posttrain.models.precision import weights_dtype
 from posttrain.paths import eval_tasks_dir
 
 DATA = Path(__file__).parent / "data"
 SEED = 42
+
+# posttrain scores in the dtype `model.dtype: auto` gives inference on this machine (bf16 where the CPU has
+# bf16 units), with lm-eval's softmax in fp32; plain lm-eval is given the same settings.
+EVAL_PRECISION = {"dtype": str(weights_dtype("auto", "inference")).removeprefix("torch."), "softmax_dtype": "float32"}
 
 
 def _plain_lm_eval(model_dir: Path, tasks: list[str], include: Path, **settings: Any) -> dict[str, Any]:
@@ -32,7 +37,7 @@ def _plain_lm_eval(model_dir: Path, tasks: list[str], include: Path, **settings:
     from lm_eval.tasks import TaskManager
 
     return simple_evaluate(
-        model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, tasks=tasks,
+        model="hf", model_args={"pretrained": str(model_dir), **EVAL_PRECISION}, tasks=tasks,
         task_manager=TaskManager(include_path=str(include), include_defaults=False), batch_size=8, device="cpu",
         apply_chat_template=True, fewshot_as_multiturn=True, log_samples=True, random_seed=SEED,
         numpy_random_seed=SEED, torch_random_seed=SEED, fewshot_random_seed=SEED, bootstrap_iters=1000, **settings,

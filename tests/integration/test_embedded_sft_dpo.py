@@ -14,6 +14,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from posttrain.models.lineage import Lineage, materialize
+from posttrain.models.precision import weights_dtype
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,6 +35,10 @@ stages:
      train: {{max_steps: 3, batch_size: 2, lr: 1.0e-4, max_length: 256, logging_steps: 1}}}}
 export: {{formats: [peft, merged]}}
 """
+
+# posttrain scores in the dtype `model.dtype: auto` gives inference on this machine (bf16 where the CPU has
+# bf16 units), with lm-eval's softmax in fp32; plain lm-eval is given the same settings.
+EVAL_PRECISION = {"dtype": str(weights_dtype("auto", "inference")).removeprefix("torch."), "softmax_dtype": "float32"}
 
 
 def _posttrain(*args: str) -> subprocess.CompletedProcess[str]:
@@ -98,7 +103,7 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
     from posttrain.paths import eval_tasks_dir
 
     plain = simple_evaluate(
-        model="hf", model_args={"pretrained": str(run_dir / "dpo" / "export" / "merged"), "dtype": "float32"},
+        model="hf", model_args={"pretrained": str(run_dir / "dpo" / "export" / "merged"), **EVAL_PRECISION},
         tasks=["pt_arith_mc"], limit=8, batch_size=8, device="cpu", apply_chat_template=True,
         fewshot_as_multiturn=True, log_samples=True, random_seed=3, numpy_random_seed=3, torch_random_seed=3,
         fewshot_random_seed=3, task_manager=TaskManager(include_path=str(eval_tasks_dir()), include_defaults=False),
