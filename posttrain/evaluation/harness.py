@@ -67,11 +67,12 @@ def pick_metric(metrics: dict[str, float | None], wanted: str | None) -> str:
 
 
 def evaluate_spec(model: Any, tokenizer: Any, spec: EvalSpec, *, seed: int, samples_dir: Path | None = None,
-                  device: str | None = None) -> dict[str, Any]:
+                  device: str | None = None, accelerator: Any = None) -> dict[str, Any] | None:
     """`evaluate_model` with everything a recipe's `eval` section says."""
     return evaluate_model(
         model, tokenizer, tasks=spec.tasks, include=spec.include, limit=spec.limit, num_fewshot=spec.num_fewshot,
         gen_kwargs=spec.gen_kwargs, batch_size=spec.batch_size, seed=seed, samples_dir=samples_dir, device=device,
+        accelerator=accelerator,
     )
 
 
@@ -89,7 +90,8 @@ def evaluate_model(
     seed: int = 0,
     apply_chat_template: bool = True,
     samples_dir: Path | None = None,
-) -> dict[str, Any]:
+    accelerator: Any = None,
+) -> dict[str, Any] | None:
     """Run the named tasks (or groups) and return a compact, JSON-able result.
 
     `limit` caps the documents per task (None = all). The model is evaluated on
@@ -99,6 +101,10 @@ def evaluate_model(
     `{"tasks": {task: {metric: value, metric_stderr: value}}, "primary": {task: metric},
     "stats": {task: TaskStats as JSON}, "output_type": {task: str}, "limit", "n_samples": {task: n},
     "num_fewshot", "gen_kwargs", "seconds", "lm_eval_version", "apply_chat_template", "seed"}`.
+
+    With an `accelerator` of several processes (every rank calls this with
+    the same arguments), each rank evaluates its share of the documents and
+    rank 0 returns the result for all of them; the other ranks return None.
     """
     plan = plan_tasks(list(tasks), include, num_fewshot=num_fewshot)
     if device is None:
@@ -112,6 +118,8 @@ def evaluate_model(
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
+    from posttrain.evaluation.sharded import ShardedHFLM
+
     if str(getattr(model, "device", device)) != device:
         model.to(device)
     was_training = bool(getattr(model, "training", False))
@@ -119,7 +127,9 @@ def evaluate_model(
     try:
         with quiet():
             # softmax in fp32: a bf16 model's log-likelihoods would otherwise carry ~3 significant digits.
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device, softmax_dtype="float32")
+            settings = dict(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device,
+                            softmax_dtype="float32")
+            lm = ShardedHFLM(accelerator=accelerator, **settings) if accelerator is not None else HFLM(**settings)
             out = simple_evaluate(
                 model=lm,
                 tasks=plan.lm_names,
@@ -139,7 +149,9 @@ def evaluate_model(
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start
-    if out is None:  # simple_evaluate returns None on non-zero ranks; we run single-process
+    if accelerator is not None and accelerator.process_index != 0:
+        return None  # rank 0 gathered this rank's documents
+    if out is None:
         raise RuntimeError("lm-eval returned no results")
     result = _summarize(plan, out, samples_dir)
     result.update(

@@ -66,6 +66,18 @@ def accelerate_argv(recipe: Recipe, base_dir: Path, job_path: Path) -> list[str]
     return [*argv, "-m", "posttrain.launch.worker", str(job_path)]
 
 
+def local_argv(processes: int, module: str, *args: str) -> list[str]:
+    """`accelerate launch` of `python -m module args` on `processes` processes of this machine, no config.
+
+    Full precision: the workers run the model in the dtype it was saved in.
+    """
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--machine_rank", "0", "--main_process_port", str(_free_port()),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", module, *args,
+    ]
+
+
 def mixed_precision(model: ModelSpec) -> str:
     """accelerate's mixed precision for the recipe's dtype: the same rule as a single-process trainer."""
     import torch
@@ -148,8 +160,10 @@ def die_with_parent(sig: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
 
 
-def rank_error(stage: str, folder: Path, returncode: int) -> BaseException:
-    """The error of the rank that failed first, as the exception the in-process stage would have raised."""
+def rank_error(stage: str, folder: Path, returncode: int, *, what: str = "stage") -> BaseException:
+    """The error of the rank that failed first, as the exception the in-process stage would have raised.
+
+    `what` names the launched work in the message ("stage sft", "evaluation of sft")."""
     records = []
     for path in (folder / ERRORS_DIR).glob("rank*.json"):
         try:
@@ -159,12 +173,12 @@ def rank_error(stage: str, folder: Path, returncode: int) -> BaseException:
     log = folder / LOG_FILE
     if not records:
         return TrainingError(
-            f"stage {stage}: the launched processes exited with code {returncode} without reporting an error; "
+            f"{what} {stage}: the launched processes exited with code {returncode} without reporting an error; "
             f"last lines of {log}:\n{_tail(log)}"
         )
     # The first failure is the cause; the others are usually peers losing their connection to it.
     first = min(records, key=lambda r: (r["kind"] == "crash", r["time"]))
-    where = f"stage {stage}, rank {first['rank']}"
+    where = f"{what} {stage}, rank {first['rank']}"
     if first["kind"] == "interrupted":
         return KeyboardInterrupt()
     if first["kind"] == "user":

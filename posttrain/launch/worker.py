@@ -123,12 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_job(job_path)
     except BaseException as exc:  # every failure, Ctrl-C included, is reported to the orchestrator
-        errors = job_path.parent / ERRORS_DIR
-        errors.mkdir(parents=True, exist_ok=True)
-        (errors / f"rank{rank}.json").write_text(json.dumps(error_record(exc, rank), indent=1))
-        traceback.print_exc()
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        return record_failure(exc, rank, job_path.parent)
     return 0
+
+
+def record_failure(exc: BaseException, rank: int, folder: Path) -> int:
+    """Write this rank's error to `folder/errors/rank<N>.json` for the orchestrator; the exit code."""
+    errors = folder / ERRORS_DIR
+    errors.mkdir(parents=True, exist_ok=True)
+    (errors / f"rank{rank}.json").write_text(json.dumps(error_record(exc, rank), indent=1))
+    traceback.print_exc()
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from posttrain.evaluation.harness import evaluate_spec, headline
 from posttrain.evaluation.tasks import plan_tasks
 from posttrain.failpoints import failpoint
 from posttrain.fingerprint import fingerprint
+from posttrain.launch.evaluation import EVAL_LAUNCH_DIR, evaluate_launched
 from posttrain.recipe.schema import Recipe
 from posttrain.rundir import read_json, write_json
 from posttrain.stagekit.specs import EvalSpec
@@ -24,7 +25,9 @@ SAMPLES_DIR = "samples"
 def eval_fingerprint(model_fingerprint: str, spec: EvalSpec) -> str:
     """The model, the eval settings and the content of every task and data file the tasks read."""
     digest = plan_tasks(spec.tasks, spec.include, num_fewshot=spec.num_fewshot).digest()
-    return fingerprint(model_fingerprint, spec.model_dump(mode="json"), digest)
+    # How many processes share the documents decides the speed, not the scores.
+    settings = spec.model_dump(mode="json", exclude={"num_processes"})
+    return fingerprint(model_fingerprint, settings, digest)
 
 
 def evaluate_cached(
@@ -66,7 +69,13 @@ def evaluate_folder(
     model = load_model()
     model.eval()
     shutil.rmtree(folder / SAMPLES_DIR, ignore_errors=True)
-    results = evaluate_spec(model, tokenizer, spec, seed=seed, samples_dir=folder / SAMPLES_DIR)
+    if spec.num_processes > 1:
+        results = evaluate_launched(
+            model, tokenizer, spec, seed=seed, samples_dir=folder / SAMPLES_DIR, work_dir=folder / EVAL_LAUNCH_DIR,
+            label=label, console=console,
+        )
+    else:
+        results = evaluate_spec(model, tokenizer, spec, seed=seed, samples_dir=folder / SAMPLES_DIR)
     scores = headline(results)
     failpoint("evaluation")
     record = {

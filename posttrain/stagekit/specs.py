@@ -180,6 +180,12 @@ class EvalSpec(Strict):
     )
     batch_size: PositiveInt = Field(8, description="Eval batch size.")
     on_base: bool = Field(True, description="Also evaluate the base model, for the leaderboard's deltas.")
+    num_processes: PositiveInt = Field(
+        1, description="Processes that share each evaluation's documents (data-parallel lm-eval under "
+        "`accelerate launch`, one per GPU, gloo on CPU). Not part of the evaluation's cache key: the documents and "
+        "the scores are the same as with 1 (bit for bit at batch_size 1; at larger batch sizes log-likelihoods "
+        "can differ in the 7th digit, since a document is batched with other neighbours).",
+    )
 
     @field_validator("include")
     @classmethod

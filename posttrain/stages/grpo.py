@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
@@ -49,8 +50,11 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
     columns = set().union(*(row.keys() for row in rows)) - {"prompt"}
     check_columns(rewards, columns, spec.data)
 
-    per_device, steps_per_generation = batch_layout(spec.train.batch_size, spec.train.grad_accum, spec.num_generations)
-    if per_device * steps_per_generation != spec.train.batch_size * spec.train.grad_accum:
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # under `accelerate launch`: grad_accum is per process
+    per_device, steps_per_generation = batch_layout(
+        spec.train.batch_size, spec.train.grad_accum, spec.num_generations, processes=processes
+    )
+    if steps_per_generation != spec.train.grad_accum:
         ctx.console.print(
             f"grpo: {spec.num_generations} generations per prompt; one generation batch spans "
             f"{steps_per_generation} micro-batches of {per_device} completions"
@@ -83,18 +87,20 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 
 
-def batch_layout(batch_size: int, grad_accum: int, num_generations: int) -> tuple[int, int]:
+def batch_layout(batch_size: int, grad_accum: int, num_generations: int, *, processes: int = 1) -> tuple[int, int]:
     """(per_device_train_batch_size, steps_per_generation) for TRL, both counted in completions.
 
     TRL samples one generation batch of per_device × processes ×
     steps_per_generation completions and needs it to hold whole prompt groups
     (a multiple of num_generations). We keep the recipe's batch_size as the
     micro-batch, since it is what bounds memory, and let a generation span as
-    many whole optimizer steps (multiples of grad_accum) as it takes to fill
-    whole groups: lcm(batch_size × grad_accum, num_generations) completions.
-    With more processes the generation batch only grows by a whole factor, so
-    the divisibility holds there too. batch_size 8, num_generations 4 → (8, 1):
-    two prompts per step, one generation per step, fully on-policy.
+    many whole optimizer steps as it takes to fill whole groups:
+    lcm(batch per step, num_generations) completions, where the batch per step
+    is batch_size × grad_accum × processes (`grad_accum` is each process's
+    share under a launch). The generation batch is thus the same on any
+    number of processes, and every combination is possible. batch_size 8,
+    num_generations 4 → (8, 1): two prompts per step, one generation per
+    step, fully on-policy.
 
     >>> batch_layout(8, 1, 4)
     (8, 1)
@@ -102,8 +108,10 @@ def batch_layout(batch_size: int, grad_accum: int, num_generations: int) -> tupl
     (4, 2)
     >>> batch_layout(6, 1, 4)
     (6, 2)
+    >>> batch_layout(2, 1, 4, processes=2)  # as batch_layout(2, 2, 4): 4 completions per step, 1 step
+    (2, 1)
     """
-    per_step = batch_size * grad_accum
+    per_step = batch_size * grad_accum * processes
     steps = num_generations // math.gcd(per_step, num_generations)
     return batch_size, grad_accum * steps
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -140,8 +142,34 @@ def on_policy_pairs(
 
     `method` names the stage type in messages. The stage folder is wiped
     whenever the stage's fingerprint changes, so a pairs file found there was
-    made from the same model, prompts and settings.
+    made from the same model, prompts and settings. Under a multi-process
+    launch rank 0 samples and writes the pairs while the other ranks wait, then
+    read them: one sampling, the very pairs a single process makes.
     """
+    with main_process_first():
+        return _saved_or_sampled(ctx, data, spec, model, method=method)
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Under `accelerate launch`, rank 0 runs the block before the other ranks; in one process, just run it.
+
+    A rank 0 that fails never reaches the barrier, and the launcher stops
+    the waiting ranks when it exits.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        yield
+        return
+    from accelerate import PartialState
+
+    # The trainer, made afterwards, joins this process group (gloo on CPUs, as it would pick itself).
+    with PartialState(cpu=not torch.cuda.is_available()).main_process_first():
+        yield
+
+
+def _saved_or_sampled(
+    ctx: StageContext, data: str, spec: OnPolicyPairs, model: Any, *, method: str
+) -> tuple[list[dict[str, Any]], PairCounts]:
     from data_prep import read_rows
     from data_prep.rows import write_jsonl
 
