@@ -26,6 +26,8 @@ STAGES = [  # name, type, input, right answers out of DOCS, extra metrics logged
                                  "rewards/answer_line/mean": 0.9, "kl": 0.01}),
 ]
 BASE_RIGHT = 0
+RUNS = ["2026-11-20T10:00:00.000+00:00", "2026-11-21T09:30:00.000+00:00"]
+"""The run ids of the fake run's two runs (stage.json `history`)."""
 
 
 def _write(path: Path, data: object) -> None:
@@ -59,8 +61,13 @@ def write_fake_run(runs_dir: Path, name: str = "fake", lengths_png: Path | None 
     for name_, type_, input_, right, extra in STAGES:
         folder = run / name_
         spec = {"name": name_, "type": type_, **({"teacher": "sft"} if type_ == "distill" else {})}
+        # Two runs: the first trained every stage, the second reused all but dpo, which it was forced to retrain.
+        latest = ({"run": RUNS[1], "outcome": "trained", "planned": "forced", "seconds": 3.0} if name_ == "dpo"
+                  else {"run": RUNS[1], "outcome": "cached"})
+        history = [{"run": RUNS[0], "outcome": "trained", "planned": "run", "seconds": 4.0}, latest]
         _write(folder / "stage.json", {"name": name_, "type": type_, "input": input_, "status": "completed",
-                                       "seconds": 3.0, "finished": 1_795_000_000.0, "data": "chat", "spec": spec})
+                                       "seconds": 3.0, "finished": 1_795_000_000.0, "data": "chat", "spec": spec,
+                                       "history": history})
         records = [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-3 * (5 - s), "grad_norm": 1.0 + s / 10,
                     **{k: v * s for k, v in extra.items()}} for s in range(1, 5)]
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

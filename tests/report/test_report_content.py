@@ -12,14 +12,16 @@ from posttrain.report.plots import stage_panels
 
 
 def test_report_shows_graph_data_scores_objectives_answers_and_exports(fake_run: Path) -> None:
-    html_path = write_report(fake_run, cached={"sft"})
+    html_path = write_report(fake_run)
     md = (fake_run / "report.md").read_text()
     page = html_path.read_text()
 
     assert "base → sft → distill → dpo → grpo" in md
     assert "sft ⇢ distill (teacher)" in md
     assert re.search(r"\| sft \| sft \| base \| - \| chat \| cached \(reused\) \|", md)
-    assert re.search(r"\| dpo \| dpo \| distill \| - \| chat \| trained \|", md)
+    assert re.search(r"\| dpo \| dpo \| distill \| - \| chat \| trained \(--force\) in 3 s \|", md)
+    assert "2026-11-20 10:00:00 UTC: trained<br>2026-11-21 09:30:00 UTC: cached |" in md
+    assert "latest run started 2026-11-21 09:30:00 UTC" in md
     assert "too_short: 3, repeats: 2" in md and "2 malformed" in md
     # every model in the eval table, grpo's 12/12 vs base 0/12 passes McNemar, sft's 6/12 vs base too
     for label in ("base", "sft", "distill", "dpo", "grpo"):
