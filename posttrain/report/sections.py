@@ -131,7 +131,7 @@ def eval_section(runs: Sequence[RunData]) -> Section:
                    table.md() + f"\n{legend}\n\n" + link, images)
 
 
-def objectives_section(runs: Sequence[RunData]) -> Section | None:
+def objectives_section(runs: Sequence[RunData]) -> Section:
     """Each stage's held-out objective before and after it, with the change's 95% band, when measured."""
     table = Table(["stage", "metric", "before", "after", "change", "± 95%", "verdict", "rows"], [], {2, 3, 4, 5, 7})
     notes = []
@@ -158,7 +158,8 @@ def objectives_section(runs: Sequence[RunData]) -> Section | None:
                                    f"{change:+.4f}", num(band, 4), verdict, str(obj.get("rows", "-"))])
             notes += [f"{s.name}: {n}" for n in obj.get("notes") or []]
     if not table.rows:
-        return None
+        text = "No stage measured a held-out objective (objective.json beside stage.json)."
+        return Section("objectives", "Held-out objectives", f"<p class='empty'>{html.escape(text)}</p>", text + "\n")
     note_html = "".join(f"<p class='legend'>{html.escape(n)}</p>" for n in notes)
     return Section("objectives", "Held-out objectives", table.html("objectives") + note_html,
                    table.md() + "".join(f"\n{n}\n" for n in notes))
@@ -174,7 +175,7 @@ def answers_section(runs: Sequence[RunData], *, per_task: int = 4) -> Section:
     html_parts, md_parts = [], []
     for doc in docs:
         rows = "".join(
-            f"<tr class='answer'><th>{html.escape(a.model)}</th><td><pre>{html.escape(a.response)}</pre></td>"
+            f"<tr class='answer'><th>{html.escape(a.model)}</th><td><pre>{html.escape(_shown(a.response))}</pre></td>"
             f"<td class='num score-{_score_class(a.score)}'>{num(a.score, 2)}</td></tr>"
             for a in doc.answers
         )
@@ -186,9 +187,13 @@ def answers_section(runs: Sequence[RunData], *, per_task: int = 4) -> Section:
             f"<table class='answers'><thead><tr><th>model</th><th>answer</th><th>score</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></div>"
         )
-        table = Table(["model", "answer", "score"], [[a.model, a.response, num(a.score, 2)] for a in doc.answers], {2})
+        table = Table(["model", "answer", "score"], [[a.model, _shown(a.response), num(a.score, 2)] for a in doc.answers], {2})
         md_parts.append(f"#### {doc.task} #{doc.doc_id}\n\ntarget: `{doc.target}`\n\n" + table.md())
     return Section("answers", "Answers side by side", "".join(html_parts), "\n".join(md_parts))
+
+
+def _shown(response: str) -> str:
+    return response if response.strip() else "(empty answer)"
 
 
 def _score_class(score: float | None) -> str:
@@ -204,6 +209,13 @@ def _serve_command(entry: dict[str, Any]) -> str:
         "merged": f"vllm serve {path}",
         "peft": f"PeftModel.from_pretrained(base_model, {path!r})",
     }.get(entry.get("format", ""), "-")
+
+
+def _why_not_exported(stage: Any) -> str:
+    if stage.full_model:
+        return (f"a whole model has no LoRA adapter for peft; its weights are in {stage.name}/model "
+                "(export.formats: [merged] writes a serving copy)")
+    return "no format was exported for this stage (merged, gguf and ollama are written for the last stage only)"
 
 
 def exports_section(runs: Sequence[RunData]) -> Section:
@@ -222,7 +234,9 @@ def exports_section(runs: Sequence[RunData]) -> Section:
                                    str(checks), _serve_command(entry)])
                 if isinstance(entry.get("serving"), str):
                     serving.append(entry["serving"])
-    if not table.rows:
+            if not s.exports:  # said, so a reader does not take the missing row for a failed export
+                table.rows.append([f"{prefix(run, runs)}{s.name}", "none", "-", "-", _why_not_exported(s)])
+    if not any(row[1] != "none" for row in table.rows):
         return Section("exports", "Exports", "<p>No exports yet.</p>", "No exports yet.\n")
     extra_html = "".join(f"<pre class='serving'>{html.escape(text)}</pre>" for text in serving)
     return Section("exports", "Exports", table.html("exports") + extra_html,
