@@ -10,8 +10,9 @@ from pathlib import Path
 
 from posttrain.report.collect import read_run
 from posttrain.report.compare import write_compare
+from posttrain.report.graph import when_run
 from posttrain.report.page import write_page
-from posttrain.report.sections import run_sections, when_run
+from posttrain.report.sections import run_sections
 
 __all__ = ["write_compare", "write_report"]
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from posttrain.report.collect import read_run
+from posttrain.report.plots import stage_panels
+
 pytestmark = pytest.mark.slow
 
 STAGES = {"pairs": ["sft", "dpo"], "rl": ["sft", "grpo", "distill"]}
@@ -52,6 +55,14 @@ def test_board_and_both_reports_render_with_every_section(workspace: Path, works
         assert report.found["Training curves"] == f"{len(stages)} plots"
         assert report.found["Evaluation"] == f"{len(stages) + 1} models"
     assert by_page["runs/rl/report.html"].found["Exports"] == "sft peft, grpo peft, distill none"
+
+    # The stage types' own signals, as TRL logs them today, reach their panels.
+    panels = {(run, s.name): [title for title, _ in stage_panels(s.type, s.curves)]
+              for run in STAGES for s in read_run(workspace / "runs" / run).stages}
+    assert panels[("pairs", "dpo")][3:] == ["reward margin (chosen − rejected)", "preference accuracy"]
+    assert panels[("rl", "grpo")][3:] == ["reward (total and per function)", "completion length (mean tokens)"]
+    assert panels[("rl", "distill")][3:] == ["loss parts (kd: divergence to teacher, ce: next token)"]
+    assert "no KL logged (beta 0: no reference model)" in (workspace / "runs" / "rl" / "report.md").read_text()
 
     for name in ("leaderboard", "pairs", "rl"):
         shot = tmp_path / "shots" / f"{name}.png"
