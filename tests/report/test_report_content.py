@@ -83,3 +83,32 @@ def test_a_file_in_an_unexpected_shape_costs_one_section(fake_run: Path) -> None
     md = (fake_run / "report.md").read_text()
     assert "## Data\n\nThis section could not be built: AttributeError" in md
     assert "## Evaluation" in md and "## Answers side by side" in md
+
+
+
+def test_stage_outcomes_of_the_latest_run_in_words(fake_run: Path) -> None:
+    import json
+
+    def history(stage: str, *entries: dict) -> None:
+        path = fake_run / stage / "stage.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "history": list(entries)}))
+
+    older, latest = "2026-11-20T10:00:00.000+00:00", "2026-11-22T08:00:00.000+00:00"
+    history("sft", {"run": older, "outcome": "trained", "planned": "run", "seconds": 5.0},
+            {"run": latest, "outcome": "cached"})
+    history("distill", {"run": latest, "outcome": "resumed", "planned": "resume", "resumed_from": "checkpoint-8",
+                        "seconds": 2.0})
+    history("dpo", {"run": latest, "outcome": "running", "planned": "rerun"})
+    history("grpo", {"run": older, "outcome": "failed", "planned": "run", "seconds": 7.0})
+    write_report(fake_run)
+    md = (fake_run / "report.md").read_text()
+    stages = md.split("## Stages")[1].split("## Data")[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (\w+) \| \w+ \| \w+ \| [^|]+ \| \w+ \| ([^|]+) \|",
+                                                         stages, re.M) if m.group(1) != "stage"}
+    assert rows == {
+        "sft": "cached (reused)",
+        "distill": "resumed from checkpoint-8 in 2 s",
+        "dpo": "killed while training (or still running)",
+        "grpo": "not in the latest run (last: failed after 7 s, run of 2026-11-20 10:00:00 UTC)",
+    }
+    assert "latest run started 2026-11-22 08:00:00 UTC" in md
