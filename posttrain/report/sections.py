@@ -42,9 +42,28 @@ def data_section(runs: Sequence[RunData]) -> Section:
                 tag, link = img(image, f"token lengths of {name}")
                 html_parts.append(f"<div class='lengths'>{tag}</div>")
                 md_parts.append("\n" + link)
+    sampled = _sampled_pairs(runs)
+    if sampled is not None:
+        html_parts.append(f"<h3>On-policy pairs</h3><p>{html.escape(_SAMPLED)}</p>" + sampled.html("pairs"))
+        md_parts.append(f"### On-policy pairs\n\n{_SAMPLED}\n\n{sampled.md()}")
     if not html_parts:
         html_parts, md_parts = ["<p>No curated datasets in this run.</p>"], ["No curated datasets in this run.\n"]
     return Section("data", "Data", "".join(html_parts), "\n".join(md_parts), images)
+
+
+_SAMPLED = ("Pairs a stage built from its prompts: samples of its input model ranked by its rewards, best vs worst "
+            "(pairs.jsonl in the stage folder); prompts whose samples tied or had no applicable reward are skipped.")
+
+
+def _sampled_pairs(runs: Sequence[RunData]) -> Table | None:
+    """Per stage with `on_policy` pairs: prompts in, pairs out, and why the rest gave none (stage metrics)."""
+    table = Table(["stage", "prompts from", "prompts", "pairs", "ties skipped", "unscored skipped"], [], {2, 3, 4, 5})
+    for run in runs:
+        for s in run.stages:
+            if "pairs_pairs" in s.metrics:
+                table.rows.append([f"{prefix(run, runs)}{s.name}", s.data or "-", *(
+                    str(s.metrics.get(f"pairs_{k}", "-")) for k in ("prompts", "pairs", "ties", "unscored"))])
+    return table if table.rows else None
 
 
 def curves_section(runs: Sequence[RunData]) -> Section:
