@@ -225,6 +225,8 @@ def check_report(browser: Browser, page: Path) -> PageCheck:
     if not any(row[1] != "none" for row in exports) or unlisted:
         check.problems.append(f"exports: {len(exports)} rows, stages not listed: {', '.join(unlisted) or '-'}")
     check.found["Exports"] = ", ".join(f"{row[0]} {row[1]}" for row in exports)
+    present = {title for sid, title in REPORT_SECTIONS.items() if sid in sections}
+    check.found = {title: summary for title, summary in check.found.items() if title in present}  # what the page has
     return check
 
 

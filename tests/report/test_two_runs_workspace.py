@@ -88,4 +88,5 @@ def test_the_script_finds_what_a_broken_page_lacks(workspace: Path, workspace_ki
     assert "section 'Answers side by side' is missing" in problems
     assert "plot 'token lengths of chat' is broken" in problems
     assert "script errors on the page" in problems and "browser console" in problems
+    assert "Answers side by side" not in check.found and "Exports" in check.found
     assert pages.main([str(tmp_path)]) == 1
