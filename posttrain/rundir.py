@@ -3,7 +3,7 @@
     runs/<name>/recipe.resolved.yaml
     runs/<name>/data/<dataset>/...          curated data + report
     runs/<name>/base/eval.json
-    runs/<name>/<stage>/stage.json          status, fingerprint, timings, versions, lineage
+    runs/<name>/<stage>/stage.json          status, fingerprint, timings, versions, lineage, history
     runs/<name>/<stage>/adapter/            this stage's LoRA (on its input model)
     runs/<name>/<stage>/metrics.jsonl       training logs
     runs/<name>/<stage>/eval.json
@@ -100,3 +100,25 @@ def utc_now() -> str:
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+HISTORY_KEPT = 20
+"""How many of a stage's latest run records `stage.json` keeps in `history`."""
+
+
+def run_id(started: float) -> str:
+    """A run's identity in stage histories: its start as ISO-8601 UTC, to the millisecond (sorts as time)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def with_history(record: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """`record`'s history with `entry` (what one run did with the stage) appended, the oldest dropped past the cap.
+
+    Entries: `run` (run_id), `outcome` (trained, resumed, cached, failed; running while
+    the stage trains, left so by a kill), and for a training run `planned` (why it
+    trained: run, rerun, forced, resume), `seconds`, `resumed_from`.
+    """
+    history = [h for h in record.get("history") or [] if isinstance(h, dict)]
+    return [*history, entry][-HISTORY_KEPT:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -147,4 +148,10 @@ def test_killed_stage_resumes_from_its_checkpoint(recipe_path: Path, tmp_path: P
     assert not resumed.stages[0].cached
     state = json.loads((sft_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+    history = json.loads((sft_dir / "stage.json").read_text())["history"]
+    assert [h["outcome"] for h in history] == ["trained", "resumed"]
+    checkpoint = history[1]["resumed_from"]  # the newest whole checkpoint on disk
+    assert (sft_dir / "checkpoints" / checkpoint).is_dir()
+    assert re.search(rf"^\| sft \| sft \| base \| - \| chat \| resumed from {checkpoint} in \d+ s \|",
+                     (runs / "tiny" / "report.md").read_text(), re.M)
     assert report.stages[0].fingerprint == resumed.stages[0].fingerprint

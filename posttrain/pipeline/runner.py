@@ -33,7 +33,7 @@ from posttrain.pipeline.plan import BASE, PlannedStage, RunPlan, plan_run
 from posttrain.pipeline.session import RunSession, open_session
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
 from posttrain.report import write_report
-from posttrain.rundir import library_versions, read_json, utc_now, write_json
+from posttrain.rundir import library_versions, read_json, run_id, utc_now, with_history, write_json
 from posttrain.stagekit import HeldOutObjective, StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
 from posttrain.tracking import Tracker, tracking
@@ -124,15 +124,16 @@ def _carry_out(
         )
         tracker.scores(BASE, base_outcome.scores, base=True)
 
+    this_run = run_id(started)
     outcomes: dict[str, StageOutcome] = {BASE: base_outcome}
     for stage in plan.stages:
         source = outcomes[stage.input]
         ctx = _context(session, stage, source, outcomes, datasets=datasets, console=console)
         if stage.status == "cached":
-            outcome, model = _reuse(stage, source, session.run_dir, console), None
+            outcome, model = _reuse(stage, source, session.run_dir, console, this_run=this_run), None
         else:
             with tracker.stage(stage.name):
-                outcome, model = _train(session, ctx, stage, source, console=console)
+                outcome, model = _train(session, ctx, stage, source, console=console, this_run=this_run)
         outcome.objective = objective_cached(
             stage.stage_type, ctx, stage.spec, stage.fingerprint,
             (lambda m=model, o=outcome: m if m is not None else _materialize(session, o.lineage)), console=console,
@@ -169,7 +170,7 @@ def _carry_out(
             failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
     _publish(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
-    write_report(report.run_dir, cached={s.name for s in stage_outcomes if s.cached})
+    write_report(report.run_dir)
     return report
 
 
@@ -180,10 +181,12 @@ def _check_data_fingerprints(plan: RunPlan, datasets: dict[str, Any]) -> None:
             raise RuntimeError(f"dataset {stage.spec.data!r}: planned {stage.data_fingerprint}, prepared {prepared}")
 
 
-def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Console) -> StageOutcome:
+def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Console, *, this_run: str) -> StageOutcome:
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] cached ({stage.fingerprint})")
     stage_dir = run_dir / stage.name
     record = read_json(stage_dir / "stage.json") or {}
+    # The report tells what this run did with each stage; stage.json is where it reads that.
+    write_json(stage_dir / "stage.json", {**record, "history": with_history(record, {"run": this_run, "outcome": "cached"})})
     return StageOutcome(
         stage.name, _saved_lineage(stage_dir, source.lineage), stage.fingerprint, cached=True,
         seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
@@ -216,9 +219,11 @@ def _context(
 
 
 def _train(
-    session: RunSession, ctx: StageContext, stage: PlannedStage, source: StageOutcome, *, console: Console
+    session: RunSession, ctx: StageContext, stage: PlannedStage, source: StageOutcome, *, console: Console,
+    this_run: str,
 ) -> tuple[StageOutcome, Any]:
     stage_dir = ctx.stage_dir
+    earlier = read_json(stage_dir / "stage.json") or {}  # its history outlives the folder a changed stage clears
     if stage.status != "resume":
         _clear_stage_dir(stage_dir)
     console.rule(f"stage {stage.name} ({stage.spec.type}) ← {stage.input}")
@@ -229,20 +234,27 @@ def _train(
         console.print(f"resuming from {stage.resume_from}")
         keep_metrics_through(stage_dir / "metrics.jsonl", int(stage.resume_from.name.rsplit("-", 1)[-1]))
 
+    # This run's history entry: written as running (a kill leaves it so), updated in place when the stage ends.
+    entry: dict[str, Any] = {"run": this_run, "outcome": "running", "planned": stage.status}
+    if stage.resume_from:
+        entry["resumed_from"] = stage.resume_from.name
     status = {
         "name": stage.name, "type": stage.spec.type, "fingerprint": stage.fingerprint, "input": stage.input,
         "input_fingerprint": source.fingerprint, "data": stage.spec.data, "versions": library_versions(),
         "spec": stage.spec.model_dump(mode="json"), "started": time.time(), "status": "running",
+        "history": with_history(earlier, entry),
     }
     write_json(stage_dir / "stage.json", status)
     started = time.time()
     try:
         result = _run_stage(session, stage, ctx, console)
     except (TrainingError, UserError, KeyboardInterrupt) as exc:
+        entry.update(outcome="failed", seconds=time.time() - started)
         status.update(status="failed", error=str(exc) or type(exc).__name__, seconds=time.time() - started)
         write_json(stage_dir / "stage.json", status)
         raise
     seconds = time.time() - started
+    entry.update(outcome="resumed" if stage.resume_from else "trained", seconds=seconds)
     status.update(
         status="completed", seconds=seconds, finished=time.time(), lineage=result.lineage.to_dict(),
         metrics=result.metrics, facts=facts_to_json(result.facts),

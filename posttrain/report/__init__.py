@@ -10,17 +10,19 @@ from pathlib import Path
 
 from posttrain.report.collect import read_run
 from posttrain.report.compare import write_compare
+from posttrain.report.graph import when_run
 from posttrain.report.page import write_page
 from posttrain.report.sections import run_sections
 
 __all__ = ["write_compare", "write_report"]
 
 
-def write_report(run_dir: Path, *, cached: set[str] | None = None) -> Path:
-    """Write `report.html` and `report.md` into `run_dir`; `cached` names the stages this run reused."""
+def write_report(run_dir: Path) -> Path:
+    """Write `report.html` and `report.md` into `run_dir` (what each stage's latest run did comes from stage.json)."""
     run = read_run(Path(run_dir))
     stages = ", ".join(s.name for s in run.stages) or "no stages yet"
     subtitle = f"run directory {run.run_dir} · stages: {stages}"
-    html_path, _ = write_page(run.run_dir, "report", f"posttrain run {run.name}", subtitle,
-                              run_sections([run], cached=cached))
+    if run.latest_run:
+        subtitle += f" · latest run started {when_run(run.latest_run)}"
+    html_path, _ = write_page(run.run_dir, "report", f"posttrain run {run.name}", subtitle, run_sections([run]))
     return html_path

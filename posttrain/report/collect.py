@@ -52,6 +52,10 @@ class StageData:
     """objective.json's `objective`: before/after held-out values, change_stderr, lower_is_better."""
     exports: list[dict[str, Any]] = field(default_factory=list)
     """One entry per exported format: format, path, and what its manifest says (checks, serve command)."""
+    full_model: bool = False
+    """The stage's weights are a whole model (`<stage>/model/`: a distilled student, a full fine-tune), not a LoRA."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """What each run did with the stage, oldest first (stage.json `history`, see rundir.with_history)."""
 
 
 @dataclass
@@ -69,6 +73,11 @@ class RunData:
     base: EvalData | None
     datasets: list[DatasetData]
     eval_tasks: list[str] = field(default_factory=list)
+
+    @property
+    def latest_run(self) -> str | None:
+        """The run id of the latest run that handled any stage, or None for a directory without histories."""
+        return max((h["run"] for s in self.stages for h in s.history[-1:] if isinstance(h.get("run"), str)), default=None)
 
     def models(self) -> list[tuple[str, EvalData]]:
         """Every evaluated model, base first, in pipeline order."""
@@ -116,6 +125,8 @@ def _read_stage(stage_dir: Path) -> StageData | None:
         metrics=record.get("metrics") or {}, curves=read_jsonl(stage_dir / "metrics.jsonl"),
         facts=record.get("facts") or {}, eval=read_eval(stage_dir), objective=objective,
         exports=read_exports(stage_dir / "export"),
+        full_model=(stage_dir / "model" / "config.json").exists(),
+        history=[h for h in record.get("history") or [] if isinstance(h, dict)],
     )
 
 

@@ -63,6 +63,7 @@ window.addEventListener('load', function () {
   });
   var select = document.getElementById('task-filter'), m = location.hash.match(/task=([^&]+)/);
   if (select && m) { select.value = decodeURIComponent(m[1]); filterTask(select); }
+  document.body.dataset.height = document.documentElement.scrollHeight;  // a screenshot's full-page height
   document.body.dataset.ready = 'yes';
 });
 """

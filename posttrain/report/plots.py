@@ -17,7 +17,8 @@ COMMON_PANELS: list[tuple[str, tuple[str, ...]]] = [
 TYPE_PANELS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "dpo": [("reward margin (chosen − rejected)", ("rewards/margins",)),
             ("preference accuracy", ("rewards/accuracies",))],
-    "grpo": [("reward (total and per function)", ("reward", "rewards/*/mean")), ("KL to reference", ("kl",))],
+    "grpo": [("reward (total and per function)", ("reward", "rewards/*/mean")), ("KL to reference", ("kl",)),
+             ("completion length (mean tokens)", ("completions/mean_length",))],
     "distill": [("loss parts (kd: divergence to teacher, ce: next token)", ("kd", "ce"))],
 }
 """Each stage type's own signals. A `*` matches one path segment (GRPO's `rewards/<fn>/mean`)."""

@@ -8,115 +8,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from posttrain.report import plots
 from posttrain.report.answers import paired, side_by_side
+from posttrain.report.blocks import Section, Table, img, num, prefix
 from posttrain.report.collect import BASE, EvalData, RunData
+from posttrain.report.graph import stage_graph
 
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    html: str
-    md: str
-    images: dict[str, bytes] = field(default_factory=dict)
-    """File name → PNG bytes: inlined in the HTML, written beside report.md and linked from it."""
-
-
-@dataclass
-class Table:
-    """A table rendered both ways; cells are plain text (escaped on the way out)."""
-
-    header: list[str]
-    rows: list[list[str]]
-    numeric: set[int] = field(default_factory=set)
-
-    def html(self, css: str = "") -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join(
-            "<tr>" + "".join(
-                f"<td{' class=num' if i in self.numeric else ''}>{html.escape(c)}</td>" for i, c in enumerate(row)
-            ) + "</tr>"
-            for row in self.rows
-        )
-        return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def md(self) -> str:
-        if not self.rows:
-            return "_none_\n"
-        align = ["---:" if i in self.numeric else "---" for i in range(len(self.header))]
-        lines = ["| " + " | ".join(_md_cell(h) for h in self.header) + " |", "|" + "|".join(align) + "|"]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in self.rows]
-        return "\n".join(lines) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
-
-
-def _img(name: str, alt: str) -> tuple[str, str]:
-    """The placeholder the page replaces with the inlined image, and the markdown link."""
-    return f"<img class='plot' data-src='{name}' alt='{html.escape(alt)}'>", f"![{alt}](report/{name})\n"
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else "-"
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
-
-
-def _prefix(run: RunData, runs: Sequence[RunData]) -> str:
-    return f"{run.name}/" if len(runs) > 1 else ""
-
-
-def chains(run: RunData) -> list[list[str]]:
-    """Each path from the base to a stage no other stage starts from: base → sft → dpo."""
-    by_name = {s.name: s for s in run.stages}
-    started_from = {s.input for s in run.stages}
-    out = []
-    for stage in run.stages:
-        if stage.name in started_from:
-            continue
-        path, node = [stage.name], stage
-        while node.input in by_name and node.input not in path:
-            node = by_name[node.input]
-            path.insert(0, node.name)
-        out.append([node.input, *path])
-    return out
-
-
-def stage_graph(runs: Sequence[RunData], cached: set[str] | None = None) -> Section:
-    """Which stage starts from which, teachers, data, and whether this run trained or reused each."""
-    html_parts, md_parts = [], []
-    for run in runs:
-        table = Table(["stage", "type", "starts from", "teacher", "data", "status", "seconds", "finished"], [], {6})
-        for s in run.stages:
-            status = s.status
-            if status == "completed":
-                status = "cached (reused)" if cached is not None and s.name in cached else "trained"
-            table.rows.append([
-                s.name, s.type, s.input, ", ".join(s.teachers) or "-", s.data or "-", status,
-                _num(s.seconds, 0), _when(s.finished),
-            ])
-        flows = chains(run)
-        teacher_edges = [f"{t} ⇢ {s.name} (teacher)" for s in run.stages for t in s.teachers]
-        flow_html = "".join(
-            "<div class='chain'>" + " <span class='arrow'>→</span> ".join(
-                f"<span class='node'>{html.escape(n)}</span>" for n in chain) + "</div>"
-            for chain in flows
-        ) + "".join(f"<div class='chain teacher'>{html.escape(e)}</div>" for e in teacher_edges)
-        title = f"<h3>{html.escape(run.name)}</h3>" if len(runs) > 1 else ""
-        html_parts.append(title + f"<div class='graph'>{flow_html}</div>" + table.html("stages"))
-        md_title = f"### {run.name}\n\n" if len(runs) > 1 else ""
-        flow_md = "".join(f"    {' → '.join(chain)}\n" for chain in flows) + "".join(f"    {e}\n" for e in teacher_edges)
-        md_parts.append(md_title + flow_md + "\n" + table.md())
-    return Section("graph", "Stages", "".join(html_parts), "\n".join(md_parts))
+__all__ = ["Section", "Table", "run_sections"]
 
 
 def data_section(runs: Sequence[RunData]) -> Section:
@@ -131,7 +31,7 @@ def data_section(runs: Sequence[RunData]) -> Section:
                 table.rows.append([str(step.get("step")), str(step.get("rows_in", "-")), str(step.get("removed", "-")),
                                    str(step.get("rows_out", "-")), reasons])
             malformed = sum(int(s.get("malformed") or 0) for s in ds.report.get("sources") or [])
-            name = f"{_prefix(run, runs)}{ds.name}"
+            name = f"{prefix(run, runs)}{ds.name}"
             kind = ds.report.get("kind", "?")
             summary = f"kind {kind}; {malformed} malformed source rows (rejects.jsonl)"
             html_parts.append(f"<h3>{html.escape(name)}</h3><p>{html.escape(summary)}</p>" + table.html("data"))
@@ -139,12 +39,31 @@ def data_section(runs: Sequence[RunData]) -> Section:
             if ds.lengths_png is not None:
                 image = f"lengths-{run.name}-{ds.name}.png"
                 images[image] = ds.lengths_png.read_bytes()
-                tag, link = _img(image, f"token lengths of {name}")
+                tag, link = img(image, f"token lengths of {name}")
                 html_parts.append(f"<div class='lengths'>{tag}</div>")
                 md_parts.append("\n" + link)
+    sampled = _sampled_pairs(runs)
+    if sampled is not None:
+        html_parts.append(f"<h3>On-policy pairs</h3><p>{html.escape(_SAMPLED)}</p>" + sampled.html("pairs"))
+        md_parts.append(f"### On-policy pairs\n\n{_SAMPLED}\n\n{sampled.md()}")
     if not html_parts:
         html_parts, md_parts = ["<p>No curated datasets in this run.</p>"], ["No curated datasets in this run.\n"]
     return Section("data", "Data", "".join(html_parts), "\n".join(md_parts), images)
+
+
+_SAMPLED = ("Pairs a stage built from its prompts: samples of its input model ranked by its rewards, best vs worst "
+            "(pairs.jsonl in the stage folder); prompts whose samples tied or had no applicable reward are skipped.")
+
+
+def _sampled_pairs(runs: Sequence[RunData]) -> Table | None:
+    """Per stage with `on_policy` pairs: prompts in, pairs out, and why the rest gave none (stage metrics)."""
+    table = Table(["stage", "prompts from", "prompts", "pairs", "ties skipped", "unscored skipped"], [], {2, 3, 4, 5})
+    for run in runs:
+        for s in run.stages:
+            if "pairs_pairs" in s.metrics:
+                table.rows.append([f"{prefix(run, runs)}{s.name}", s.data or "-", *(
+                    str(s.metrics.get(f"pairs_{k}", "-")) for k in ("prompts", "pairs", "ties", "unscored"))])
+    return table if table.rows else None
 
 
 def curves_section(runs: Sequence[RunData]) -> Section:
@@ -152,12 +71,12 @@ def curves_section(runs: Sequence[RunData]) -> Section:
     html_parts, md_parts, images = [], [], {}
     for run in runs:
         for s in run.stages:
-            png = plots.curves_png(f"{_prefix(run, runs)}{s.name}", s.type, s.curves)
+            png = plots.curves_png(f"{prefix(run, runs)}{s.name}", s.type, s.curves)
             if png is None:
                 continue
             image = f"curves-{run.name}-{s.name}.png"
             images[image] = png
-            tag, link = _img(image, f"training curves of {_prefix(run, runs)}{s.name}")
+            tag, link = img(image, f"training curves of {prefix(run, runs)}{s.name}")
             html_parts.append(f"<figure>{tag}<figcaption>{html.escape(_curve_caption(s))}</figcaption></figure>")
             md_parts.append(link + f"\n{_curve_caption(s)}\n")
     if not html_parts:
@@ -174,6 +93,8 @@ def _curve_caption(stage: Any) -> str:
         text += f", steps {min(steps)}–{max(steps)}"
     if len(losses) >= 2:
         text += f", loss {losses[0]:.3f} → {losses[-1]:.3f}"
+    if stage.type == "grpo" and stage.curves and not any("kl" in r for r in stage.curves):
+        text += "; no KL logged (beta 0: no reference model)"  # so its missing panel is not read as a failure
     return text
 
 
@@ -184,11 +105,11 @@ Model = tuple[str, EvalData, str | None]
 def evaluated_models(runs: Sequence[RunData]) -> list[Model]:
     out: list[Model] = []
     for run in runs:
-        prefix = _prefix(run, runs)
+        label = prefix(run, runs)
         inputs = {s.name: s.input for s in run.stages}
         for name, e in run.models():
             parent = inputs.get(name)
-            out.append((prefix + name, e, prefix + parent if parent else None))
+            out.append((label + name, e, label + parent if parent else None))
     return out
 
 
@@ -226,12 +147,12 @@ def eval_section(runs: Sequence[RunData]) -> Section:
     legend += f" ({', '.join(sorted(notes))})." if notes else " (needs per-document samples; none found)."
     png = plots.scores_png([(label, e.scores, e.intervals) for label, e, _ in models], tasks)
     images = {"scores.png": png} if png else {}
-    tag, link = _img("scores.png", "scores per task with 95% intervals") if png else ("", "")
+    tag, link = img("scores.png", "scores per task with 95% intervals") if png else ("", "")
     return Section("eval", "Evaluation", table.html("eval") + f"<p class='legend'>{html.escape(legend)}</p>" + tag,
                    table.md() + f"\n{legend}\n\n" + link, images)
 
 
-def objectives_section(runs: Sequence[RunData]) -> Section | None:
+def objectives_section(runs: Sequence[RunData]) -> Section:
     """Each stage's held-out objective before and after it, with the change's 95% band, when measured."""
     table = Table(["stage", "metric", "before", "after", "change", "± 95%", "verdict", "rows"], [], {2, 3, 4, 5, 7})
     notes = []
@@ -254,11 +175,12 @@ def objectives_section(runs: Sequence[RunData]) -> Section | None:
                     verdict = "unchanged"
                 else:
                     verdict = "better" if (change < 0) == (metric in lower) else "worse"
-                table.rows.append([f"{_prefix(run, runs)}{s.name}", metric, _num(before, 4), _num(after, 4),
-                                   f"{change:+.4f}", _num(band, 4), verdict, str(obj.get("rows", "-"))])
+                table.rows.append([f"{prefix(run, runs)}{s.name}", metric, num(before, 4), num(after, 4),
+                                   f"{change:+.4f}", num(band, 4), verdict, str(obj.get("rows", "-"))])
             notes += [f"{s.name}: {n}" for n in obj.get("notes") or []]
     if not table.rows:
-        return None
+        text = "No stage measured a held-out objective (objective.json beside stage.json)."
+        return Section("objectives", "Held-out objectives", f"<p class='empty'>{html.escape(text)}</p>", text + "\n")
     note_html = "".join(f"<p class='legend'>{html.escape(n)}</p>" for n in notes)
     return Section("objectives", "Held-out objectives", table.html("objectives") + note_html,
                    table.md() + "".join(f"\n{n}\n" for n in notes))
@@ -274,8 +196,8 @@ def answers_section(runs: Sequence[RunData], *, per_task: int = 4) -> Section:
     html_parts, md_parts = [], []
     for doc in docs:
         rows = "".join(
-            f"<tr class='answer'><th>{html.escape(a.model)}</th><td><pre>{html.escape(a.response)}</pre></td>"
-            f"<td class='num score-{_score_class(a.score)}'>{_num(a.score, 2)}</td></tr>"
+            f"<tr class='answer'><th>{html.escape(a.model)}</th><td><pre>{html.escape(_shown(a.response))}</pre></td>"
+            f"<td class='num score-{_score_class(a.score)}'>{num(a.score, 2)}</td></tr>"
             for a in doc.answers
         )
         changed = " <span class='changed'>answers differ</span>" if doc.differ else ""
@@ -286,9 +208,13 @@ def answers_section(runs: Sequence[RunData], *, per_task: int = 4) -> Section:
             f"<table class='answers'><thead><tr><th>model</th><th>answer</th><th>score</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></div>"
         )
-        table = Table(["model", "answer", "score"], [[a.model, a.response, _num(a.score, 2)] for a in doc.answers], {2})
+        table = Table(["model", "answer", "score"], [[a.model, _shown(a.response), num(a.score, 2)] for a in doc.answers], {2})
         md_parts.append(f"#### {doc.task} #{doc.doc_id}\n\ntarget: `{doc.target}`\n\n" + table.md())
     return Section("answers", "Answers side by side", "".join(html_parts), "\n".join(md_parts))
+
+
+def _shown(response: str) -> str:
+    return response if response.strip() else "(empty answer)"
 
 
 def _score_class(score: float | None) -> str:
@@ -306,6 +232,13 @@ def _serve_command(entry: dict[str, Any]) -> str:
     }.get(entry.get("format", ""), "-")
 
 
+def _why_not_exported(stage: Any) -> str:
+    if stage.full_model:
+        return (f"a whole model has no LoRA adapter for peft; its weights are in {stage.name}/model "
+                "(export.formats: [merged] writes a serving copy)")
+    return "no format was exported for this stage (merged, gguf and ollama are written for the last stage only)"
+
+
 def exports_section(runs: Sequence[RunData]) -> Section:
     """Each stage's exported artifacts, what was checked, and the command that serves them."""
     table = Table(["stage", "format", "path", "checks", "serve with"], [])
@@ -318,21 +251,23 @@ def exports_section(runs: Sequence[RunData]) -> Section:
                     checks = ", ".join(f"{k}: {v}" for k, v in checks.items())
                 elif isinstance(checks, list):
                     checks = ", ".join(map(str, checks))
-                table.rows.append([f"{_prefix(run, runs)}{s.name}", entry.get("format", "?"), str(entry.get("path", "")),
+                table.rows.append([f"{prefix(run, runs)}{s.name}", entry.get("format", "?"), str(entry.get("path", "")),
                                    str(checks), _serve_command(entry)])
                 if isinstance(entry.get("serving"), str):
                     serving.append(entry["serving"])
-    if not table.rows:
+            if not s.exports:  # said, so a reader does not take the missing row for a failed export
+                table.rows.append([f"{prefix(run, runs)}{s.name}", "none", "-", "-", _why_not_exported(s)])
+    if not any(row[1] != "none" for row in table.rows):
         return Section("exports", "Exports", "<p>No exports yet.</p>", "No exports yet.\n")
     extra_html = "".join(f"<pre class='serving'>{html.escape(text)}</pre>" for text in serving)
     return Section("exports", "Exports", table.html("exports") + extra_html,
                    table.md() + "".join(f"\n```\n{text}\n```\n" for text in serving))
 
 
-def run_sections(runs: Sequence[RunData], *, cached: set[str] | None = None) -> list[Section]:
+def run_sections(runs: Sequence[RunData]) -> list[Section]:
     """Every section of the page, in reading order."""
     builders: list[tuple[str, Callable[[], Section | None]]] = [
-        ("Stages", lambda: stage_graph(runs, cached)), ("Data", lambda: data_section(runs)),
+        ("Stages", lambda: stage_graph(runs)), ("Data", lambda: data_section(runs)),
         ("Training curves", lambda: curves_section(runs)), ("Evaluation", lambda: eval_section(runs)),
         ("Held-out objectives", lambda: objectives_section(runs)),
         ("Answers side by side", lambda: answers_section(runs)), ("Exports", lambda: exports_section(runs)),

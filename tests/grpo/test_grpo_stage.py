@@ -119,6 +119,8 @@ def test_on_policy_dpo_builds_pairs_then_trains_and_reuses_them(tmp_path: Path, 
     assert metrics["pairs_pairs"] == len(pairs)
     assert metrics["pairs_pairs"] + metrics["pairs_ties"] + metrics["pairs_unscored"] == 6
     assert any("loss" in r for r in _records(stage_dir / "metrics.jsonl"))
+    counts = f"| {metrics['pairs_prompts']} | {len(pairs)} | {metrics['pairs_ties']} | {metrics['pairs_unscored']} |"
+    assert f"| dpo | prompts {counts}" in (runs / "tiny-rl" / "report.md").read_text()  # the report's Data section
 
     # A killed run resumes from its checkpoint with the pairs it already sampled.
     inode = (stage_dir / "pairs.jsonl").stat().st_ino

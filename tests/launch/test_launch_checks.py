@@ -134,3 +134,4 @@ def test_a_deepspeed_config_without_deepspeed_is_a_clear_error(recipe: Path, tmp
         run_recipe(loaded, runs_dir=tmp_path / "runs", console=Console(quiet=True))
     stage = json.loads((tmp_path / "runs" / "checks" / "sft" / "stage.json").read_text())
     assert stage["status"] == "failed"
+    assert [h["outcome"] for h in stage["history"]] == ["failed"]  # the report says this run failed the stage

@@ -12,14 +12,16 @@ from posttrain.report.plots import stage_panels
 
 
 def test_report_shows_graph_data_scores_objectives_answers_and_exports(fake_run: Path) -> None:
-    html_path = write_report(fake_run, cached={"sft"})
+    html_path = write_report(fake_run)
     md = (fake_run / "report.md").read_text()
     page = html_path.read_text()
 
     assert "base → sft → distill → dpo → grpo" in md
     assert "sft ⇢ distill (teacher)" in md
     assert re.search(r"\| sft \| sft \| base \| - \| chat \| cached \(reused\) \|", md)
-    assert re.search(r"\| dpo \| dpo \| distill \| - \| chat \| trained \|", md)
+    assert re.search(r"\| dpo \| dpo \| distill \| - \| chat \| trained \(--force\) in 3 s \|", md)
+    assert "2026-11-20 10:00:00 UTC: trained<br>2026-11-21 09:30:00 UTC: cached |" in md
+    assert "latest run started 2026-11-21 09:30:00 UTC" in md
     assert "too_short: 3, repeats: 2" in md and "2 malformed" in md
     # every model in the eval table, grpo's 12/12 vs base 0/12 passes McNemar, sft's 6/12 vs base too
     for label in ("base", "sft", "distill", "dpo", "grpo"):
@@ -81,3 +83,32 @@ def test_a_file_in_an_unexpected_shape_costs_one_section(fake_run: Path) -> None
     md = (fake_run / "report.md").read_text()
     assert "## Data\n\nThis section could not be built: AttributeError" in md
     assert "## Evaluation" in md and "## Answers side by side" in md
+
+
+
+def test_stage_outcomes_of_the_latest_run_in_words(fake_run: Path) -> None:
+    import json
+
+    def history(stage: str, *entries: dict) -> None:
+        path = fake_run / stage / "stage.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "history": list(entries)}))
+
+    older, latest = "2026-11-20T10:00:00.000+00:00", "2026-11-22T08:00:00.000+00:00"
+    history("sft", {"run": older, "outcome": "trained", "planned": "run", "seconds": 5.0},
+            {"run": latest, "outcome": "cached"})
+    history("distill", {"run": latest, "outcome": "resumed", "planned": "resume", "resumed_from": "checkpoint-8",
+                        "seconds": 2.0})
+    history("dpo", {"run": latest, "outcome": "running", "planned": "rerun"})
+    history("grpo", {"run": older, "outcome": "failed", "planned": "run", "seconds": 7.0})
+    write_report(fake_run)
+    md = (fake_run / "report.md").read_text()
+    stages = md.split("## Stages")[1].split("## Data")[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (\w+) \| \w+ \| \w+ \| [^|]+ \| \w+ \| ([^|]+) \|",
+                                                         stages, re.M) if m.group(1) != "stage"}
+    assert rows == {
+        "sft": "cached (reused)",
+        "distill": "resumed from checkpoint-8 in 2 s",
+        "dpo": "killed while training (or still running)",
+        "grpo": "not in the latest run (last: failed after 7 s, run of 2026-11-20 10:00:00 UTC)",
+    }
+    assert "latest run started 2026-11-22 08:00:00 UTC" in md

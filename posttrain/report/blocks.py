@@ -1,0 +1,72 @@
+"""The building blocks every report section is made of: `Section`, `Table`, images and number formatting."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from posttrain.report.collect import RunData
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    html: str
+    md: str
+    images: dict[str, bytes] = field(default_factory=dict)
+    """File name → PNG bytes: inlined in the HTML, written beside report.md and linked from it."""
+
+
+@dataclass
+class Table:
+    """A table rendered both ways; cells are plain text (escaped on the way out)."""
+
+    header: list[str]
+    rows: list[list[str]]
+    numeric: set[int] = field(default_factory=set)
+
+    def html(self, css: str = "") -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join(
+            "<tr>" + "".join(
+                f"<td{' class=num' if i in self.numeric else ''}>{html.escape(c)}</td>" for i, c in enumerate(row)
+            ) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def md(self) -> str:
+        if not self.rows:
+            return "_none_\n"
+        align = ["---:" if i in self.numeric else "---" for i in range(len(self.header))]
+        lines = ["| " + " | ".join(_md_cell(h) for h in self.header) + " |", "|" + "|".join(align) + "|"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def img(name: str, alt: str) -> tuple[str, str]:
+    """The placeholder the page replaces with the inlined image, and the markdown link."""
+    return f"<img class='plot' data-src='{name}' alt='{html.escape(alt)}'>", f"![{alt}](report/{name})\n"
+
+
+def when(ts: float | None) -> str:
+    """A Unix time as `YYYY-MM-DD HH:MM UTC`, or `-`."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else "-"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number with `digits` decimals, or `-` when it is not one."""
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+def prefix(run: RunData, runs: Sequence[RunData]) -> str:
+    """`<run>/` before stage names on a page with several runs, nothing on a one-run page."""
+    return f"{run.name}/" if len(runs) > 1 else ""
