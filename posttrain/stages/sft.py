@@ -33,6 +33,7 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     from posttrain.models.precision import sft_speed_options
     from posttrain.training.arguments import common_arguments
     from posttrain.training.batching import sft_batching
+    from posttrain.training.learned_loss import learned_positions_loss
     from posttrain.training.length_grouping import length_grouped
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
@@ -48,7 +49,7 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         completion_only_loss=spec.loss_on == "completion",
     )
     trainer_class = length_grouped(SFTTrainer) if spec.group_by_length and not spec.packing else SFTTrainer
-    trainer = trainer_class(
+    trainer = learned_positions_loss(trainer_class)(
         model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
         args=config,
         train_dataset=train_dataset,
