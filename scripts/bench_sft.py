@@ -12,7 +12,9 @@ Configurations (same model, same data in the same order, same LoRA, schedule and
 Each configuration trains in its own child process, one at a time, with the whole machine and the
 same thread count; `--rounds R` alternates a, b, c, a, b, c, ... so a slow spell on a shared machine
 hits every configuration. The first `--warmup` steps of each run are not timed. Per configuration it
-prints the median real (non-pad) tokens/s over the rounds with its min-max spread, the peak memory
+prints the median real (non-pad) tokens/s over the rounds with its min-max spread, the median real
+tokens per CPU-second of the child (all its threads: on a shared machine it moves less than the wall
+clock, but CPU time also grows under contention), the peak memory
 (CPU: the child's peak RSS, model loading included; GPU: max_memory_allocated), MFU on a GPU whose
 bf16 peak is known (4·N·tokens FLOPs per LoRA step: forward 2N, backward through frozen weights 2N),
 the mean loss of the first and last quarter of steps, and the ratios c/a and c/b of the medians.
@@ -110,7 +112,7 @@ def run_child(opts: argparse.Namespace) -> None:
         chats = benchlib.synthetic_chats(opts.batch_size * opts.steps * 4, opts.mean_tokens, opts.max_length, opts.seed)
     else:
         chats = benchlib.quickstart_chats(10**9)
-    record: dict[str, Any] = {"times": [], "tokens": [], "losses": []}
+    record: dict[str, Any] = {"times": [], "cpu_times": [], "tokens": [], "losses": []}
     out = Path(tempfile.mkdtemp(prefix=f"run_{opts.child[0]}_", dir=workdir))
     record["setup"] = train_config(opts.child, opts, model_path, chats, step_timer(record), out)
     record["peak_bytes"] = (
@@ -131,12 +133,13 @@ def step_timer(record: dict) -> Any:
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             record["times"].append(time.perf_counter() - self.start)
+            record["cpu_times"].append(time.process_time() - self.cpu_start)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if logs and "loss" in logs and "num_tokens" in logs:
@@ -222,10 +225,10 @@ def run_posttrain_stage(
             f"grad ckpt={spec.train.gradient_checkpointing}, dtype: auto")
 
 
-def speed(record: dict, warmup: int) -> float:
-    """Real tokens/s over the timed steps of one run."""
-    timed = record["times"][warmup:]
-    return sum(record["tokens"][warmup:warmup + len(timed)]) / sum(timed) if timed else 0.0
+def speed(record: dict, warmup: int, clock: str = "times") -> float:
+    """Real tokens per second of wall clock (`times`) or of the process's CPU time (`cpu_times`), timed steps only."""
+    timed = record.get(clock, [])[warmup:]
+    return sum(record["tokens"][warmup:warmup + len(timed)]) / sum(timed) if timed else float("nan")
 
 
 def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_before: str) -> None:
@@ -235,16 +238,18 @@ def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_befo
     print(f"\ndevice: {device} | load average before {load_before}, after {benchlib.machine_load()}")
     print(f"{opts.rounds} rounds, each config in its own process, alternating; steps {opts.steps} "
           f"(first {opts.warmup} untimed), batch {opts.batch_size}, max_length {opts.max_length}, LoRA r{opts.rank}")
-    header = (f"{'config':<34}{'real tok/s':>11}{'  min-max':<14}{'s/step':>7}{'peak MB':>9}{'MFU':>7}"
+    width = max(len(f"{name} {LABELS[name[0]]}") for name in runs) + 2
+    header = (f"{'config':<{width}}{'real tok/s':>11}{'  min-max':<14}{'tok/CPU-s':>10}{'s/step':>7}{'peak MB':>9}{'MFU':>7}"
               f"{'loss first→last':>18}  setup")
     print(header)
     print("-" * len(header))
     medians: dict[str, float] = {}
+    per_cpu: dict[str, float] = {}
     for name, records in runs.items():
         label = f"{name} {LABELS[name[0]]}"
         good = [r for r in records if "error" not in r and len(r["times"]) > opts.warmup]
         if not good:
-            print(f"{label:<34} failed: {records[0].get('error', 'too few steps')}")
+            print(f"{label:<{width}} failed: {records[0].get('error', 'too few steps')}")
             continue
         speeds = [speed(r, opts.warmup) for r in good]
         medians[name] = statistics.median(speeds)
@@ -256,11 +261,13 @@ def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_befo
         k = max(1, len(losses) // 4)
         first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
         spread = f"  {min(speeds):.0f}-{max(speeds):.0f}"
-        print(f"{label:<34}{medians[name]:>11.0f}{spread:<14}{step_s:>7.2f}{peak_mb:>9.0f}{mfu:>7}"
+        per_cpu[name] = statistics.median(speed(r, opts.warmup, "cpu_times") for r in good)
+        print(f"{label:<{width}}{medians[name]:>11.0f}{spread:<14}{per_cpu[name]:>10.1f}{step_s:>7.2f}{peak_mb:>9.0f}{mfu:>7}"
               f"{f'{first:.3f}→{last:.3f}':>18}  {good[0]['setup']}")
     for other in ("a", "b"):
         if "c" in medians and other in medians:
-            print(f"c/{other} = {medians['c'] / medians[other]:.2f}x (medians of {opts.rounds} alternating rounds)")
+            print(f"c/{other} = {medians['c'] / medians[other]:.2f}x in real tok/s, "
+                  f"{per_cpu['c'] / per_cpu[other]:.2f}x in real tok/CPU-s (medians of {opts.rounds} alternating rounds)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ matmul and `cross_entropy`. The loss is the same sum of -log p over the
 labelled tokens, divided as TRL divides it (`tests/test_learned_loss.py`).
 
 Large batches are projected in chunks of `CHUNK_POSITIONS`, each recomputed in
-the backward pass, so the logits never need more than one chunk's memory.
+the backward pass, so the logits never need more than one chunk's memory. The
+arithmetic (bf16 logits, fp32 softmax and gradient accumulation) is TRL's, so
+one process trains what TRL's path trains under DDP.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 CHUNK_POSITIONS = 2048
 """Positions projected at once: 2048 x 49152 fp32 logits are 400 MB."""
@@ -87,26 +87,57 @@ def learned_positions_loss(trainer_class: type) -> type:
     return LearnedPositionsLoss
 
 
-def label_logprob_stats(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+def label_logprob_stats(
+    head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, float, float]:
     """Summed -log p(label) over positions (differentiable), and the summed entropy and top-1 hits (for logs)."""
+    device = hidden.device.type
+    compute_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     nll = hidden.new_zeros((), dtype=torch.float32)
     entropy = correct = 0.0
     for start in range(0, max(len(labels), 1), CHUNK_POSITIONS):
-        h, y = hidden[start:start + CHUNK_POSITIONS], labels[start:start + CHUNK_POSITIONS]
-        if len(labels) > CHUNK_POSITIONS and torch.is_grad_enabled():
-            chunk_nll = checkpoint(_chunk_nll, head, h, y, use_reentrant=False)
-            with torch.no_grad():
-                logits = head(h).float()
-        else:
-            logits = head(h).float()
-            chunk_nll = F.cross_entropy(logits, y, reduction="sum")
+        chunk = slice(start, start + CHUNK_POSITIONS)
+        chunk_nll, chunk_entropy, chunk_correct = _LabelNLL.apply(hidden[chunk], head.weight, labels[chunk],
+                                                                  compute_dtype)
         nll = nll + chunk_nll
-        with torch.no_grad():
-            logp = logits.log_softmax(-1)
-            entropy += -(logp.exp() * logp).sum().item()
-            correct += (logits.argmax(-1) == y).sum().item()
+        entropy += chunk_entropy.item()
+        correct += chunk_correct.item()
     return nll, entropy, correct
 
 
-def _chunk_nll(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(head(hidden).float(), labels, reduction="sum")
+class _LabelNLL(torch.autograd.Function):
+    """Summed -log p(label) of `hidden @ weight.T`, with TRL's fused head's arithmetic on the labelled rows.
+
+    Logits in the compute dtype (bf16 under autocast), softmax statistics in fp32,
+    the logits' gradient rounded to the compute dtype, and the hidden/weight
+    gradients accumulated in fp32, as TRL's fused head does, so one process
+    trains what TRL's path trains under DDP (tests/launch/test_launch_equivalence.py).
+    The backward recomputes the logits: only `[positions, vocab]` of one chunk lives at once.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                compute_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.autocast(hidden.device.type, enabled=False):
+            logits = (hidden.to(compute_dtype) @ weight.to(compute_dtype).t()).float()
+        log_z = torch.logsumexp(logits, dim=-1)
+        nll = (log_z - logits.gather(1, labels[:, None]).squeeze(1)).sum()
+        probs = (logits - log_z[:, None]).exp()
+        entropy = (log_z - (probs * logits).sum(-1)).sum()
+        correct = (logits.argmax(-1) == labels).sum()
+        ctx.save_for_backward(hidden, weight, labels, log_z)
+        ctx.compute_dtype = compute_dtype
+        ctx.mark_non_differentiable(entropy, correct)
+        return nll, entropy, correct
+
+    @staticmethod
+    def backward(ctx: Any, grad_nll: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        hidden, weight, labels, log_z = ctx.saved_tensors
+        with torch.autocast(hidden.device.type, enabled=False):
+            logits = (hidden.to(ctx.compute_dtype) @ weight.to(ctx.compute_dtype).t()).float()
+            grad_logits = (logits - log_z[:, None]).exp_()
+            grad_logits[torch.arange(len(labels)), labels] -= 1.0
+            grad_logits = (grad_logits * grad_nll).to(ctx.compute_dtype).float()
+            grad_hidden = (grad_logits @ weight.float()).to(hidden.dtype) if ctx.needs_input_grad[0] else None
+            grad_weight = (grad_logits.t() @ hidden.float()).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return grad_hidden, grad_weight, None, None
