@@ -3,10 +3,10 @@
 TRL 1.16 computes the SFT loss with its fused, chunked LM head. On devices
 without Triton (CPUs) it projects EVERY position, padding and prompt
 included, and folds each vocabulary tile with many small torch ops. Measured on
-the 2-core development CPU with SmolLM2-135M's head (49152 x 576, bf16),
-forward + backward: 1040 positions (a padded batch of 8) took 11.7 s that
-way; the ~400 positions with a label (completion-only loss) took 2.2 s as one
-matmul and `cross_entropy`. The loss is the same sum of -log p over the
+the 2-core development CPU (one thread) with SmolLM2-135M's head
+(49152 x 576, bf16), forward + backward: 1040 positions (a padded batch of 8)
+took 3.8 s that way; the ~400 positions with a label (completion-only loss)
+took 1.1 s here. The loss is the same sum of -log p over the
 labelled tokens, divided as TRL divides it (`tests/test_learned_loss.py`).
 
 Large batches are projected in chunks of `CHUNK_POSITIONS`, each recomputed in
