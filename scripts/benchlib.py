@@ -1,17 +1,10 @@
-"""Shared pieces of scripts/bench_sft.py and scripts/bench_generate.py: models, data, memory, turn-taking.
-
-Both benchmarks run every configuration in ONE process and interleave them
-step by step (a, b, c, a, b, c, ...), so a shared, noisy machine slows each
-configuration alike and the ratios stay meaningful.
-"""
+"""Shared pieces of scripts/bench_sft.py and scripts/bench_generate.py: models, data, machine load."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-import resource
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,92 +79,6 @@ def synthetic_chats(count: int, mean_tokens: int, max_tokens: int, seed: int = 0
             {"role": "assistant", "content": " ".join(rng.choice(words) for _ in range(n - prompt_words))},
         ])
     return chats
-
-
-def static_bytes(model: Any, optimizer: Any | None) -> int:
-    """Bytes of the weights, gradients and optimizer states a configuration keeps between steps."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    total += sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)  # gradients
-    if optimizer is not None:
-        for state in optimizer.state.values():
-            total += sum(t.numel() * t.element_size() for t in state.values() if torch.is_tensor(t))
-    return total
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-class Turns:
-    """Round-robin between threads: one configuration steps at a time, in a fixed order.
-
-    `setup()` serializes the untimed set-up (model loading, PEFT wrapping,
-    seeding: torch's RNG is global); `begin(name)` waits for `name`'s turn;
-    `end(name)` hands the turn on; `finish(name)` leaves the rotation.
-    """
-
-    def __init__(self, names: list[str]) -> None:
-        self._order = list(names)
-        self._turn = 0
-        self._cond = threading.Condition()
-        self.setup_lock = threading.Lock()
-
-    def current(self) -> str | None:
-        with self._cond:
-            return self._order[self._turn] if self._order else None
-
-    def begin(self, name: str) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._order[self._turn] == name)
-
-    def end(self, name: str) -> None:
-        with self._cond:
-            self._turn = (self._order.index(name) + 1) % len(self._order)
-            self._cond.notify_all()
-
-    def finish(self, name: str) -> None:
-        with self._cond:
-            if name in self._order:
-                index = self._order.index(name)
-                self._order.remove(name)
-                if index < self._turn:
-                    self._turn -= 1
-                if self._turn >= len(self._order):
-                    self._turn = 0
-            self._cond.notify_all()
-
-
-class PeakSampler(threading.Thread):
-    """Samples RSS every few ms and keeps, per configuration, the highest rise above its step's start."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.active: str | None = None
-        self.start_rss = 0
-        self.rise: dict[str, int] = {}
-        self._stop = threading.Event()
-
-    def step_begin(self, name: str) -> None:
-        self.start_rss = rss_bytes()
-        self.active = name
-
-    def step_end(self) -> None:
-        self._sample()
-        self.active = None
-
-    def _sample(self) -> None:
-        name = self.active
-        if name is not None:
-            self.rise[name] = max(self.rise.get(name, 0), rss_bytes() - self.start_rss)
-
-    def run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def machine_load() -> str:

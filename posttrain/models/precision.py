@@ -111,7 +111,7 @@ def mixed_precision(name: str, *, trains_adapter: bool, facts: DeviceFacts | Non
     On GPU: as the weights' dtype says. On CPU: bf16 autocast around a LoRA
     on a bf16 base, so the fp32 adapter's matmuls use the bf16 units too (what
     TRL does by default). Whether no autocast is faster there is NOT settled:
-    the runs that suggested it were biased (scripts/bench_sft.py caveat).
+    the runs that suggested it ran configurations in threads of one process, which biased them.
     Full fine-tunes keep fp32 without autocast.
     """
     facts = facts or detect()

@@ -17,6 +17,11 @@ class SFTStage(StageCommon):
     loss_on: Literal["completion", "all"] = Field(
         "completion", description="Train on the last assistant turn only, or on every token."
     )
+    group_by_length: bool = Field(
+        True,
+        description="Batch examples of similar length together: less padding, same examples per epoch "
+        "(ignored with packing).",
+    )
 
 
 def run(ctx: StageContext, spec: SFTStage) -> StageResult:
@@ -28,6 +33,8 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     from posttrain.models.precision import sft_speed_options
     from posttrain.training.arguments import common_arguments
     from posttrain.training.batching import sft_batching
+    from posttrain.training.learned_loss import learned_positions_loss
+    from posttrain.training.length_grouping import length_grouped
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
 
@@ -41,7 +48,8 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         packing=spec.packing,
         completion_only_loss=spec.loss_on == "completion",
     )
-    trainer = SFTTrainer(
+    trainer_class = length_grouped(SFTTrainer) if spec.group_by_length and not spec.packing else SFTTrainer
+    trainer = learned_positions_loss(trainer_class)(
         model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
         args=config,
         train_dataset=train_dataset,

@@ -21,7 +21,7 @@ def padding_free_fits(*, packing: bool, facts: DeviceFacts | None = None) -> boo
     Only with a varlen attention kernel (flash-attention-2 on a GPU). SDPA
     with a block mask loses its fast kernels: on GPU padding is cheaper
     (DESIGN.md). On CPU it is off until measured: the one run that showed
-    it 2x slower was biased (scripts/bench_sft.py caveat).
+    it 2x slower ran configurations in threads of one process, which biased it.
     """
     facts = facts or detect()
     return not packing and attention_implementation(facts) == "flash_attention_2"
