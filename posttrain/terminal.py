@@ -54,7 +54,7 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
         loss = stage.metrics.get("train_loss")
         timings.add_row(
             stage.name,
-            "cached" if stage.cached else "trained",
+            "cached" if stage.cached else "resumed" if stage.resumed else "trained",
             f"{stage.seconds:.0f}",
             f"{loss:.3f}" if isinstance(loss, (int, float)) else "-",
             ", ".join(stage.exports) or "-",

@@ -145,7 +145,7 @@ def test_killed_stage_resumes_from_its_checkpoint(recipe_path: Path, tmp_path: P
     (sft_dir / "stage.json").write_text(json.dumps(stage))
     assert (sft_dir / "checkpoints" / "checkpoint-2").is_dir()
     resumed = _run(recipe_path, runs)
-    assert not resumed.stages[0].cached
+    assert not resumed.stages[0].cached and resumed.stages[0].resumed and not report.stages[0].resumed
     state = json.loads((sft_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     history = json.loads((sft_dir / "stage.json").read_text())["history"]

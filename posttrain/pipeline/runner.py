@@ -56,6 +56,8 @@ class StageOutcome:
     fingerprint: str
     input: str = ""
     cached: bool = False
+    resumed: bool = False
+    """Trained on from a checkpoint of an earlier, interrupted run."""
     seconds: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -262,7 +264,8 @@ def _train(
     write_json(stage_dir / "stage.json", status)
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] trained in {seconds:.0f}s")
     outcome = StageOutcome(
-        stage.name, result.lineage, stage.fingerprint, seconds=seconds, metrics=result.metrics, facts=result.facts
+        stage.name, result.lineage, stage.fingerprint, seconds=seconds, metrics=result.metrics, facts=result.facts,
+        resumed=stage.resume_from is not None,
     )
     return outcome, result.model
 
