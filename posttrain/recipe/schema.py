@@ -21,7 +21,8 @@ from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
 class ExportSpec(Strict):
     formats: list[Literal["peft", "merged", "vllm", "gguf", "ollama"]] = Field(
         default_factory=lambda: ["peft", "merged"],
-        description="peft: every stage's cumulative adapter on the base; merged: the last stage's full model; "
+        description="peft: every stage's cumulative adapter on the base; merged: the last stage's full model (and "
+        "every full fine-tune's or distilled student's, which no adapter can stand for); "
         "vllm: a checked `vllm serve` manifest; gguf: llama.cpp files (last stage); ollama: Modelfiles (last stage).",
     )
 
