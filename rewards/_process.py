@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import select
@@ -10,7 +11,9 @@ import signal
 import subprocess
 import threading
 
-__all__ = ["PidNamespaceWatch", "memfd", "read_capped", "read_nonblocking", "remove_tree", "spawn_and_wait"]
+__all__ = [
+    "PidNamespaceWatch", "memfd", "read_capped", "read_nonblocking", "reaping_orphans", "remove_tree", "spawn_and_wait",
+]
 
 
 class PidNamespaceWatch:
@@ -53,6 +56,10 @@ class PidNamespaceWatch:
         with contextlib.suppress(ProcessLookupError, OSError):
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         select.select([self._pidfd], [], [], 10)  # readable once pid 1, and so its whole namespace, is gone
+        # When bubblewrap's outer process exited first, pid 1 was orphaned to us (see
+        # `reaping_orphans`): reap it, or it stays a zombie until some init gets round to it.
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOHANG)
 
     def close(self) -> None:
         """Release every descriptor (also when the launch failed half-way)."""
@@ -66,11 +73,50 @@ class PidNamespaceWatch:
         self._pidfd = None
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper_lock = threading.Lock()
+_subreaper_users = 0
+
+
+@contextlib.contextmanager
+def reaping_orphans():
+    """While inside, processes orphaned below this one are re-parented here instead of to the system's init.
+
+    bubblewrap's outer process can exit before the pid namespace's pid 1 does; that
+    pid 1 then becomes an orphan, and an init that reaps lazily (a container's)
+    leaves a ``[bwrap] <defunct>`` behind every run. As a child subreaper we become
+    its parent and :meth:`PidNamespaceWatch.ended` reaps it. Counted, so concurrent
+    sandbox runs (threads) keep the flag until the last one leaves.
+    """
+    global _subreaper_users
+    with _subreaper_lock:
+        if _subreaper_users == 0:
+            _set_child_subreaper(True)
+        _subreaper_users += 1
+    try:
+        yield
+    finally:
+        with _subreaper_lock:
+            _subreaper_users -= 1
+            if _subreaper_users == 0:
+                _set_child_subreaper(False)
+
+
+def _set_child_subreaper(on: bool) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+
+
 def spawn_and_wait(argv, cwd, env, stdin_fd, out, err, pass_fds, timeout_s, watch):
-    """Run ``argv`` in a new session; on return every process of its group (and pid namespace) is dead.
+    """Run ``argv`` in a new session; on return every process of its group (and pid namespace) is dead and reaped.
 
     Returns ``(returncode, timed_out)``.
     """
+    with reaping_orphans():
+        return _spawn_and_wait(argv, cwd, env, stdin_fd, out, err, pass_fds, timeout_s, watch)
+
+
+def _spawn_and_wait(argv, cwd, env, stdin_fd, out, err, pass_fds, timeout_s, watch):
     proc = subprocess.Popen(
         argv, stdin=stdin_fd, stdout=out, stderr=err, cwd=cwd or "/", env=env,
         start_new_session=True, close_fds=True, pass_fds=pass_fds,
