@@ -7,6 +7,7 @@ run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from data_prep.errors import DataPrepError
 from posttrain.errors import TrainingError, UserError
@@ -32,7 +34,7 @@ app = typer.Typer(
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML file, or the name of a shipped recipe (quickstart).")]
+RecipeArg = Annotated[Path, typer.Argument(metavar="RECIPE", help="Recipe YAML file, or the name of a shipped recipe (quickstart).")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe field: --set stages.sft.train.lr=1e-4 (repeatable)."),
@@ -41,9 +43,22 @@ RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run directories
 _VERBOSE = False
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"posttrain {version('posttrain')}")
+        except PackageNotFoundError:
+            console.print("posttrain (not installed as a package)")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show library logs, warnings and progress bars.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print posttrain's version and exit.")] = False,
 ) -> None:
     """Options for every command (before the command's name)."""
     global _VERBOSE
@@ -117,7 +132,7 @@ def run(
 
 @app.command()
 def validate(
-    recipes: Annotated[list[Path], typer.Argument(help="One or more recipe files.")],
+    recipes: Annotated[list[Path], typer.Argument(metavar="RECIPE...", help="One or more recipe files.")],
     set_: SetOpt = None,
 ) -> None:
     """Check recipes without running anything; every problem is listed with its file:line:col."""
@@ -186,7 +201,7 @@ def leaderboard(
 
 @app.command("eval")
 def eval_(
-    model: Annotated[str, typer.Argument(help="A run or run/stage (runs/<name>[/<stage>]), a model folder, a "
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A run (runs/NAME) or one of its stages (runs/NAME/STAGE), a model folder, a "
                                               "PEFT adapter folder, a .gguf file, an alias or a hub id.")],
     tasks: Annotated[list[str] | None, typer.Option(
         "--tasks", help="Task or group names, comma-separated or repeated; NAME=FILE runs lm-eval task NAME on a "
@@ -258,7 +273,7 @@ def _kv(item: str) -> tuple[str, str | int | float]:
 
 @app.command()
 def export(
-    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>), or a run name inside --runs-dir.")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory (runs/NAME), or a run name inside --runs-dir.")],
     stage: Annotated[str | None, typer.Option("--stage", help="Stage to export (default: the last completed).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: peft,merged,vllm,gguf,ollama.")] = "peft,merged",
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/STAGE/export).")] = None,
@@ -273,7 +288,7 @@ def export(
         console.print(f"[green]✓[/] {fmt}: {path}")
 
 
-RunArg = Annotated[Path, typer.Argument(help="A run directory, or a run's name under --runs-dir.")]
+RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, or a run's name under --runs-dir.")]
 
 
 def _run_dir(run: Path, runs_dir: Path) -> Path:
@@ -307,9 +322,17 @@ def _load(recipe: Path, overrides: list[str] | None):
     from posttrain.paths import recipes_dir
     from posttrain.recipe.loader import load_recipe
 
-    if not recipe.exists() and recipe.suffix == "" and (recipes_dir() / f"{recipe}.yaml").exists():
-        recipe = recipes_dir() / f"{recipe}.yaml"
+    shipped = recipes_dir() / f"{recipe}.yaml"
+    if recipe.suffix == "" and len(recipe.parts) == 1 and _exists(shipped) and not _exists(recipe):
+        recipe = shipped
     return load_recipe(recipe, overrides or [])
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name the OS refuses (too long): nothing is there
+        return False
 
 
 def _show_plan(loaded, runs_dir: Path) -> None:
@@ -339,25 +362,86 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(run_cli(sys.argv[1:]))
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run one command; every way it can end becomes an exit status and at most one message."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="posttrain", standalone_mode=False)
     except (UserError, DataPrepError) as exc:  # data_prep's own error is the user's data to fix: exit 2
         err_console.print(f"[red]error:[/] {exc.render()}")
-        sys.exit(2)
+        _print_help_hint(argv)
+        return 2
     except TrainingError as exc:
         err_console.print(f"[red]training failed:[/] {exc}")
-        sys.exit(1)
-    except KeyboardInterrupt:
+        return 1
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("\n[yellow]interrupted[/]: finished stages are kept; rerun the same command to resume.")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:  # usage errors, in non-standalone mode
+        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click: not `click.ClickException`)
+        return _usage_error(exc, argv)
+    except click.ClickException as exc:
         exc.show()
-        sys.exit(2)
+        return 2
     except click.exceptions.Abort:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    except OSError as exc:  # a path the user gave that the OS refuses (too long, unreadable, missing)
+        if _VERBOSE:
+            raise
+        err_console.print(f"[red]error:[/] {escape(_os_error_text(exc))}")
+        if exc.errno in _BAD_PATH_ERRNOS:
+            _print_help_hint(argv)
+            return 2
+        return 1
+    except Exception as exc:
+        if _VERBOSE:
+            raise
+        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {_one_line(str(exc))}\n"
+                          "rerun with `posttrain --verbose ...` for the traceback, and please report it")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+_BAD_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.ELOOP,
+                    errno.EPERM, errno.EEXIST}
+
+
+def _print_help_hint(argv: list[str]) -> None:
+    names = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None}
+    command = next((a for a in argv if a in names), None)
+    err_console.print(f"Try 'posttrain{' ' + command if command else ''} --help' for help.", style="dim")
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    if isinstance(where, str) and len(where) > 120:
+        where = f"{where[:60]}…{where[-40:]} ({len(where)} characters)"
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _usage_error(exc: typer.TyperException, argv: list[str]) -> int:
+    """A command-line mistake: the help (no arguments at all), or one line saying what is wrong and the usage."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `posttrain` alone: the help is the answer
+        exc.show()
+        return 0
+    message = _one_line(exc.format_message()) if hasattr(exc, "format_message") else _one_line(str(exc))
+    err_console.print(f"[red]error:[/] {escape(message)}")
+    if ctx is not None:
+        usage = escape(ctx.get_usage().replace("Usage: ", "usage: ", 1))
+        err_console.print(f"{usage}\nTry '{escape(ctx.command_path)} --help' for help.")
+    else:  # some parser errors carry no context: name the command from the arguments
+        _print_help_hint(argv)
+    return int(getattr(exc, "exit_code", 2) or 2)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def _entry(
 
 def quick_lookup(name: str) -> RegistryEntry | None:
     """The stock task `name` if its YAML sits at lm-eval's usual `tasks/<folder>/<name>.yaml`, else None."""
+    if not _can_be_file_stem(name):  # not a file name (too long for the OS, a path, a glob): the index decides
+        return None
     root = lm_eval_tasks_dir()
     for path in sorted(root.glob(f"*/{name}.yaml")):
         try:
@@ -85,6 +87,10 @@ def quick_lookup(name: str) -> RegistryEntry | None:
         if cfg.get("task") == name and "class" not in cfg:
             return _entry(name, "task", path, cfg)
     return None
+
+
+def _can_be_file_stem(name: str) -> bool:
+    return 0 < len(name.encode("utf-8", "surrogatepass")) <= 200 and not any(c in name for c in "/\\\0*?[]")
 
 
 def _index_file() -> Path:

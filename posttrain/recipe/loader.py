@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.representer import SafeRepresenter
 
 from posttrain.errors import RecipeError
 from posttrain.recipe.launch_checks import check_launch
@@ -42,8 +43,12 @@ class LoadedRecipe:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name the OS refuses outright (too long, ...)
+        raise RecipeError(f"recipe file cannot be opened: {_short(str(path))}: {exc.strerror}") from None
+    if not found:
+        raise RecipeError(f"recipe file not found: {_short(str(path))}")
     document = read_yaml(path)
     overrides = list(overrides or [])
     overridden = apply_overrides(document, overrides)
@@ -66,6 +71,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     return LoadedRecipe(recipe=recipe, path=path, overrides=overrides)
 
 
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:100]}…{text[-60:]} ({len(text)} characters)"
+
+
 def _line_of(problem: str) -> int:
     match = re.match(r"^\S+?:(\d+):\d+ ", problem)
     return int(match.group(1)) if match else 1 << 30
@@ -77,6 +86,8 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise RecipeError(f"{_short(str(path))}: cannot read the recipe ({exc.strerror or exc})") from None
     try:
         document = yaml.load(text)
     except MarkedYAMLError as exc:
@@ -98,8 +109,40 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
+class _PortableRepresenter(SafeRepresenter):
+    """Quotes every string a YAML 1.1 reader (PyYAML, many tools) would read as something else.
+
+    ruamel writes YAML 1.2, where `on`, `yes` and `off` are plain strings; a 1.1 reader
+    turns them into booleans (a `dedup: {on: all}` key became `True`). Quoting them
+    makes the file read back the same by any reader.
+    """
+
+    def represent_str(self, data: str) -> Any:
+        node = super().represent_str(data)
+        if node.style is None and _yaml11_reads_as_other_than_str(data):
+            node.style = "'"
+        return node
+
+
+_PortableRepresenter.add_representer(str, _PortableRepresenter.represent_str)
+
+
+# YAML 1.1's booleans include y/n, which PyYAML's resolver leaves out but other 1.1 readers apply.
+_YAML11_SHORT_BOOLS = frozenset({"y", "Y", "n", "N"})
+
+
+def _yaml11_reads_as_other_than_str(text: str) -> bool:
+    import yaml as pyyaml
+
+    if text in _YAML11_SHORT_BOOLS:
+        return True
+    return pyyaml.resolver.Resolver().resolve(pyyaml.ScalarNode, text, (True, False)) != "tag:yaml.org,2002:str"
+
+
 def dump_yaml(data: Any) -> str:
+    """YAML text that YAML 1.1 and 1.2 readers both read back as `data`."""
     yaml = YAML(typ="safe", pure=True)
+    yaml.Representer = _PortableRepresenter
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False
     buffer = io.StringIO()
