@@ -113,7 +113,10 @@ def _carry_out(
     recipe = session.recipe
     plan = plan_run(session, force=force)
     session.run_dir.mkdir(parents=True, exist_ok=True)
-    (session.run_dir / "recipe.resolved.yaml").write_text(dump_yaml(recipe.model_dump(mode="json")))
+    # base_dir: the resolved recipe, read from the run directory, still finds the files the recipe named.
+    resolved = recipe.model_dump(mode="json", exclude={"name", "base_dir"})
+    resolved = {"name": recipe.name, "base_dir": str(session.loaded.base_dir.resolve()), **resolved}
+    (session.run_dir / "recipe.resolved.yaml").write_text(dump_yaml(resolved))
     datasets = prepare_datasets(session, used_datasets(session), console=console)
     _check_data_fingerprints(plan, datasets)
 

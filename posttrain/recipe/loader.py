@@ -37,8 +37,15 @@ class LoadedRecipe:
 
     @property
     def base_dir(self) -> Path:
-        """Relative paths in the recipe are resolved against the recipe file's folder."""
-        return self.path.parent
+        """Relative paths in the recipe are resolved against its `base_dir`, by default the recipe file's folder."""
+        return recipe_base_dir(self.path, self.recipe.base_dir)
+
+
+def recipe_base_dir(path: Path, declared: object) -> Path:
+    """The folder a recipe's relative paths are read from: its `base_dir:` (relative to the file) or its folder."""
+    if isinstance(declared, str) and declared.strip():
+        return path.parent / Path(declared).expanduser()
+    return path.parent
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedRecipe:
@@ -55,13 +62,14 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
 
     problems: list[str] = []
     recipe: Recipe | None = None
+    base_dir = recipe_base_dir(path, document.get("base_dir"))
     try:
-        recipe = recipe_model().model_validate(document, context={"base_dir": path.parent})
+        recipe = recipe_model().model_validate(document, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems += [_describe(path, document, err, overridden) for err in exc.errors()]
     problems += [
         _format(path, document, loc, message, overridden)
-        for loc, message in check_references(document, base_dir=path.parent) + check_launch(document, base_dir=path.parent)
+        for loc, message in check_references(document, base_dir=base_dir) + check_launch(document, base_dir=base_dir)
     ]
     if problems:
         problems.sort(key=_line_of)

@@ -71,6 +71,12 @@ class Recipe(Strict):
     """A whole recipe. `stages` items validate against their type's model (see `recipe_model`)."""
 
     name: str = Field(description="Run name; the run directory is runs/<name>/.")
+    base_dir: str | None = Field(
+        None,
+        description="Folder that relative paths in this recipe are read from (absolute, or relative to the recipe "
+        "file); default the recipe file's folder. The resolved recipe a run writes (runs/<name>/recipe.resolved.yaml) "
+        "sets it, so that file validates, plans and reruns from any folder with the same fingerprints.",
+    )
     seed: int = Field(42, description="Seed for data order, LoRA init and sampling.")
     model: ModelSpec = Field(description="The base model every lineage starts from.")
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict, description="Named datasets.")
