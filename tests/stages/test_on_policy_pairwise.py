@@ -89,7 +89,7 @@ def test_on_policy_reference_free_stages_measure_held_out_pairs_sampled_from_the
     assert objective.after != objective.before  # the trained model, not the input twice
     assert set(objective.change_stderr) == set(objective.after)
     saved = json.loads((stage_dir / "objective.json").read_text())
-    assert saved["rows"] == len(held_out)
+    assert saved["objective"]["rows"] == len(held_out)
 
 
 def test_all_tied_samples_stop_the_stage_naming_the_method(tmp_path: Path, tiny_model_dir: Path) -> None:
