@@ -14,8 +14,9 @@ from posttrain.stagekit import HeldOutObjective, StageContext, StageType
 from posttrain.stagekit.objective import HELD_OUT_MAX_ROWS
 
 OBJECTIVE_FILE = "objective.json"
-OBJECTIVE_VERSION = 2
-"""Bump when what an objective measures changes, so cached objective.json files are recomputed."""
+OBJECTIVE_VERSION = 3
+"""Bump when what an objective measures changes, so cached objective.json files are recomputed
+(3: ORPO and SimPO measure on-policy held-out pairs, with paired errors)."""
 
 
 def objective_cached(

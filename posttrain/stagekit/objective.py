@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,24 +65,6 @@ def held_out_rows(ctx: StageContext, data: str) -> list[dict[str, Any]]:
     if path is None or not path.exists():
         return []
     return read_rows(path)[:HELD_OUT_MAX_ROWS]
-
-
-def before_and_after(
-    ctx: StageContext,
-    trained: Any,
-    measure: Callable[[Any], dict[str, float]],
-    *,
-    rows: int,
-    lower_is_better: tuple[str, ...] = (),
-    notes: list[str] | None = None,
-) -> HeldOutObjective:
-    """`measure` on the stage's input model and on the trained one (no per-row errors: no verdict band)."""
-    with input_model(ctx, trained) as before:
-        before_values = measure(before)
-    return HeldOutObjective(
-        before=before_values, after=measure(trained), rows=rows, lower_is_better=lower_is_better,
-        notes=list(notes or []),
-    )
 
 
 @contextmanager

@@ -115,6 +115,16 @@ class OnPolicyPairs(Strict):
     temperature: PositiveFloat = Field(1.0, description="Sampling temperature.")
 
 
+class PairwiseCommon(StageCommon):
+    """What every pairwise preference stage (dpo, orpo, simpo) shares: its data is pairs, or prompts to pair on."""
+
+    on_policy: OnPolicyPairs | None = Field(
+        None,
+        description="Build pairs from a prompt dataset: sample from the input model, keep best vs worst "
+        "by reward (ties skipped). Without it, `data` must be preference pairs.",
+    )
+
+
 def _absolute(value: str, info: ValidationInfo) -> str:
     """A recipe-relative path made absolute, so the spec means the same files from any working directory."""
     from pathlib import Path

@@ -255,23 +255,36 @@ def scored_completions(
     return completion_logps(model, items, pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
 
-def per_token_preference(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *, max_length: int) -> dict[str, float]:
-    """Reference-free held-out preference metrics on canonical pairs (prompt, chosen, rejected).
+def pair_logps(
+    model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], *, max_length: int
+) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+    """(Σ log p, tokens) of each pair's chosen and of its rejected completion after its prompt, in row order."""
+    prompts = [r["prompt"] for r in rows]
+    both = scored_completions(
+        model, tokenizer, prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows],
+        max_length=max_length,
+    )
+    return both[: len(rows)], both[len(rows) :]
+
+
+def per_token_preference(chosen: Sequence[tuple[float, int]], rejected: Sequence[tuple[float, int]]) -> dict[str, PerRow]:
+    """Reference-free held-out preference metrics from (Σ log p, tokens) of each pair's chosen and rejected completion.
 
     What ORPO and SimPO push apart is the per-token log-probability of the
     chosen and the rejected completion, so that is what is measured:
     `preference_accuracy` (share of pairs where chosen is above rejected),
     `preference_margin` (mean difference, nats per token) and
     `chosen_logp_per_token` (the likelihood ORPO's SFT term raises).
+
+    >>> stats = per_token_preference([(-2.0, 2), (-6.0, 2)], [(-3.0, 1), (-8.0, 4)])
+    >>> {k: v.value for k, v in stats.items()}
+    {'preference_accuracy': 0.5, 'preference_margin': 0.5, 'chosen_logp_per_token': -2.0}
     """
-    prompts = [r["prompt"] for r in rows]
-    chosen = [s / n if n else 0.0 for s, n in scored_completions(
-        model, tokenizer, prompts, [r["chosen"] for r in rows], max_length=max_length)]
-    rejected = [s / n if n else 0.0 for s, n in scored_completions(
-        model, tokenizer, prompts, [r["rejected"] for r in rows], max_length=max_length)]
-    margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+    per_token_chosen = [s / n if n else 0.0 for s, n in chosen]
+    per_token_rejected = [s / n if n else 0.0 for s, n in rejected]
+    margins = [c - r for c, r in zip(per_token_chosen, per_token_rejected, strict=True)]
     return {
-        "preference_accuracy": sum(m > 0 for m in margins) / len(margins),
-        "preference_margin": sum(margins) / len(margins),
-        "chosen_logp_per_token": sum(chosen) / len(chosen),
+        "preference_accuracy": PerRow.mean_of([float(m > 0) for m in margins]),
+        "preference_margin": PerRow.mean_of(margins),
+        "chosen_logp_per_token": PerRow.mean_of(per_token_chosen),
     }

@@ -4,7 +4,8 @@ Pairwise preference training (DPO, ORPO, SimPO) without hand-labelled pairs:
 for each prompt the stage's input model writes N completions, the recipe's
 rewards score them, and the best and the worst become chosen and rejected.
 Prompts whose samples all score the same teach nothing and are skipped
-(counted as ties). `on_policy_pairs` is what a stage calls.
+(counted as ties). A pairwise stage (training/pairwise.py) takes its training
+examples from `training_pairs` and its held-out pairs from `held_out_pairs`.
 """
 
 from __future__ import annotations
@@ -231,3 +232,30 @@ def training_pairs(
         return [preference_example(row) for row in read_rows(ctx.dataset(data).train_path)], None
     rows, counts = on_policy_pairs(ctx, data, on_policy, model, method=method)
     return [preference_example(row) for row in rows], counts
+
+
+def held_out_pairs(ctx: StageContext, data: str, on_policy: OnPolicyPairs | None, model: Any) -> list[dict[str, Any]]:
+    """The pairs a pairwise stage's held-out objective measures, made the way its training pairs were.
+
+    Without `on_policy`, the first held-out preference rows of dataset `data`;
+    with it, pairs sampled from `model` (the stage's input) on its held-out
+    prompts and ranked by the same rewards, cached in heldout_pairs.jsonl,
+    which lives and dies with the stage folder. [] when there is no held-out split.
+    """
+    from data_prep import read_rows
+    from data_prep.rows import write_jsonl
+    from posttrain.stagekit.objective import held_out_rows
+
+    rows = held_out_rows(ctx, data)
+    if on_policy is None or not rows:
+        return rows
+    cache = ctx.stage_dir / "heldout_pairs.jsonl"
+    if cache.exists():
+        return read_rows(cache)
+    samples = sample_completions(
+        model, ctx.tokenizer, [row["prompt"] for row in rows], samples=on_policy.samples,
+        max_new_tokens=on_policy.max_new_tokens, temperature=on_policy.temperature, seed=ctx.seed,
+    )
+    pairs, _ = build_pairs(rows, samples, load_rewards(on_policy.rewards, base_dir=ctx.base_dir))
+    write_jsonl(cache, pairs)
+    return pairs

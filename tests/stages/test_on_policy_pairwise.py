@@ -30,7 +30,7 @@ name: onp
 seed: 3
 model: {{base: {model}}}
 datasets:
-  prompts: {{kind: {kind}, sources: [{{path: prompts.jsonl}}]}}
+  prompts: {{kind: {kind}, sources: [{{path: prompts.jsonl}}], eval_split: {eval_split}}}
 eval: {{on_base: false}}
 stages:
   - name: pairs
@@ -44,12 +44,15 @@ export: {{formats: [peft]}}
 """
 
 
-def _write(folder: Path, model: Path, *, stage_type: str, reward: str = "longer", kind: str = "prompt") -> Path:
-    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + 5?"}], "answer": str(i + 5)} for i in range(5)]
+def _write(
+    folder: Path, model: Path, *, stage_type: str, reward: str = "longer", kind: str = "prompt", prompts: int = 5,
+    eval_split: float = 0.0,
+) -> Path:
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + 5?"}], "answer": str(i + 5)} for i in range(prompts)]
     (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "my_rewards.py").write_text(REWARD_FILE)
     path = folder / "onp.yaml"
-    path.write_text(RECIPE.format(model=model, kind=kind, type=stage_type, reward=reward))
+    path.write_text(RECIPE.format(model=model, kind=kind, type=stage_type, reward=reward, eval_split=eval_split))
     return path
 
 
@@ -65,6 +68,28 @@ def test_on_policy_pairs_are_sampled_ranked_and_trained_on(tmp_path: Path, tiny_
     metrics = report.stages[0].metrics
     assert metrics["pairs_prompts"] == 5 and metrics["pairs_pairs"] == len(pairs)
     assert any("loss" in json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines())
+
+
+@pytest.mark.parametrize("stage_type", ["orpo", "simpo"])
+def test_on_policy_reference_free_stages_measure_held_out_pairs_sampled_from_their_input(
+    tmp_path: Path, tiny_model_dir: Path, stage_type: str
+) -> None:
+    # Like on-policy DPO: the held-out prompts are paired from the input model's own samples, ranked by
+    # the same reward, and measured before and after the stage.
+    path = _write(tmp_path, tiny_model_dir, stage_type=stage_type, prompts=10, eval_split=0.5)
+    report = run_recipe(load_recipe(path), runs_dir=tmp_path / "runs", console=Console(quiet=True))
+    stage_dir = tmp_path / "runs" / "onp" / "pairs"
+    held_out = [json.loads(line) for line in (stage_dir / "heldout_pairs.jsonl").read_text().splitlines()]
+    trained_on = [json.loads(line) for line in (stage_dir / "pairs.jsonl").read_text().splitlines()]
+    assert held_out and all(p["chosen_score"] > p["rejected_score"] for p in held_out)
+    assert not {json.dumps(p["prompt"]) for p in held_out} & {json.dumps(p["prompt"]) for p in trained_on}
+    objective = report.stages[0].objective
+    assert objective is not None and objective.rows == len(held_out)
+    assert set(objective.after) == {"preference_accuracy", "preference_margin", "chosen_logp_per_token"}
+    assert objective.after != objective.before  # the trained model, not the input twice
+    assert set(objective.change_stderr) == set(objective.after)
+    saved = json.loads((stage_dir / "objective.json").read_text())
+    assert saved["objective"]["rows"] == len(held_out)
 
 
 def test_all_tied_samples_stop_the_stage_naming_the_method(tmp_path: Path, tiny_model_dir: Path) -> None:
