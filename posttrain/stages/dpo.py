@@ -19,6 +19,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.display import Panel
 from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import OnPolicyPairs, StageCommon
 
@@ -151,4 +152,6 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 STAGE = StageType(
     name="dpo", spec=DPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds,
     held_out_objective=held_out_objective,
+    panels=(Panel("reward margin (chosen − rejected)", ("rewards/margins",)),
+            Panel("preference accuracy", ("rewards/accuracies",))),
 )

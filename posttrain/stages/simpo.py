@@ -22,6 +22,7 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
+from posttrain.stagekit.display import Panel
 from posttrain.stagekit.specs import OnPolicyPairs, StageCommon, refuse_reference
 
 
@@ -111,4 +112,6 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 STAGE = StageType(
     name="simpo", spec=SimPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds,
     held_out_objective=held_out_objective,
+    panels=(Panel("reward margin (chosen − rejected, β·mean log p)", ("rewards/margins",)),
+            Panel("preference accuracy", ("rewards/accuracies",))),
 )
