@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from posttrain.distill.facts import DistillFacts
 from posttrain.evaluation.record import EvalEvidence
 from posttrain.evaluation.stats import task_stats, wilson_interval
 from posttrain.leaderboard.render import (
@@ -25,7 +26,6 @@ from posttrain.leaderboard.render import (
 )
 from posttrain.leaderboard.store import record, record_run, top
 from posttrain.leaderboard.table import StageScores, compute_cells
-from posttrain.distill.facts import DistillFacts
 
 
 def as_facts(teacher_stage: str | None = None, teacher_scores: dict[str, float] | None = None) -> dict:
