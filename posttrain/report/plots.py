@@ -79,7 +79,9 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def curves_png(stage_name: str, stage_type: str, panels: Sequence[Panel], records: Sequence[dict[str, Any]]) -> bytes | None:
+def curves_png(
+    stage_name: str, stage_type: str, panels: Sequence[Panel], records: Sequence[dict[str, Any]]
+) -> bytes | None:
     """One small panel per signal against the training step; None when the stage logged nothing."""
     drawn = stage_panels(panels, records)
     if not drawn:
