@@ -40,7 +40,7 @@ def print_plan(plan: RunPlan, recipe: Recipe, *, console: Console) -> None:
 def print_run_report(report: RunReport, *, console: Console) -> None:
     """Stage timings, then the leaderboard: base vs every stage, with deltas; then each stage's held-out objective."""
     from posttrain.leaderboard.render import (
-        distill_rich_table,
+        facts_rich_tables,
         has_evidence,
         objectives_rich_table,
         rich_table,
@@ -65,9 +65,8 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     if has_evidence(rows):
         for line in significance_verdicts(rows):
             console.print(f"  {line}", markup=False, highlight=False)
-    distilled = distill_rich_table(rows)
-    if distilled is not None:
-        console.print(distilled)
+    for facts in facts_rich_tables(rows):
+        console.print(facts)
     objectives = objectives_rich_table(report.objectives())
     if objectives is not None:
         console.print(objectives)

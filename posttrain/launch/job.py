@@ -18,6 +18,7 @@ from typing import Any
 from posttrain.models.lineage import Lineage
 from posttrain.stagekit import StageContext, StageResult
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
+from posttrain.stages import fact_types
 
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
@@ -91,7 +92,7 @@ def read_result(path: Path) -> StageResult:
     data = json.loads(path.read_text())
     return StageResult(
         lineage=Lineage.from_dict(data["lineage"]), model=None, metrics=data.get("metrics", {}),
-        facts=facts_from_json(data.get("facts")),
+        facts=facts_from_json(data.get("facts"), fact_types()),
     )
 
 

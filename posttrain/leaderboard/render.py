@@ -11,6 +11,7 @@ from rich.table import Table
 from posttrain.evaluation.stats import DeltaTest
 from posttrain.leaderboard.store import BoardRow
 from posttrain.leaderboard.table import Cell, StageScores, compute_cells, task_columns
+from posttrain.stagekit.facts import StageFacts
 from posttrain.stagekit.objective import HeldOutObjective
 
 SIGNIFICANT = "*"
@@ -82,46 +83,45 @@ def markdown_table(rows: Sequence[StageScores]) -> str:
     return "\n".join(lines) + "\n"
 
 
-DISTILL_COLUMNS = ("stage", "teacher", "params teacher → student", "tokens/s teacher → student", "mean retention")
+def fact_tables(rows: Sequence[StageScores]) -> list[tuple[type[StageFacts], list[tuple[str, ...]]]]:
+    """Per kind of typed facts (first seen first): its type and one row per stage that has such facts.
 
-
-def distill_rows(rows: Sequence[StageScores]) -> list[tuple[str, ...]]:
-    """One row per distilled stage: what the student costs and keeps (retention = student / teacher score)."""
-    out = []
+    Each row is the stage and the fact's own cells; retention, when the fact names a model to compare
+    with, is the stage's mean over tasks of score / that model's score.
+    """
+    tables: dict[str, tuple[type[StageFacts], list[tuple[str, ...]]]] = {}
     for row, cells in zip(rows, compute_cells(rows), strict=True):
-        facts = row.distill
-        if facts is None:
-            continue
         kept = [c.retention for c in cells.values() if c.retention is not None]
-        out.append((
-            row.label,
-            facts.teacher,
-            f"{facts.teacher_params / 1e6:.1f}M → {facts.student_params / 1e6:.1f}M (×{facts.param_ratio:.2f})",
-            f"{facts.teacher_tokens_per_s:.0f} → {facts.student_tokens_per_s:.0f} (×{facts.speedup:.2f})",
-            f"{sum(kept) / len(kept):.2f}" if kept else "–",
-        ))
+        retention = sum(kept) / len(kept) if kept else None
+        for kind, fact in row.facts.items():
+            _, found = tables.setdefault(kind, (type(fact), []))
+            found.append((row.label, *fact.cells(retention)))
+    return list(tables.values())
+
+
+def facts_rich_tables(rows: Sequence[StageScores]) -> list[Table]:
+    """One rich table per kind of typed facts (distillation: params, speed, retention)."""
+    out = []
+    for kind, found in fact_tables(rows):
+        table = Table(title=f"{kind.title} ({kind.legend})" if kind.legend else kind.title)
+        for column in ("stage", *kind.columns):
+            table.add_column(column)
+        for row in found:
+            table.add_row(*row)
+        out.append(table)
     return out
 
 
-def distill_rich_table(rows: Sequence[StageScores]) -> Table | None:
-    found = distill_rows(rows)
-    if not found:
-        return None
-    table = Table(title="distillation (retention = student score / teacher score)")
-    for column in DISTILL_COLUMNS:
-        table.add_column(column)
-    for row in found:
-        table.add_row(*row)
-    return table
-
-
-def distill_markdown(rows: Sequence[StageScores]) -> str:
-    found = distill_rows(rows)
-    if not found:
-        return ""
-    lines = ["## distillation", "", "| " + " | ".join(DISTILL_COLUMNS) + " |", "|---" * len(DISTILL_COLUMNS) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in found]
-    return "\n".join(lines) + "\n"
+def facts_markdown(rows: Sequence[StageScores]) -> str:
+    """The same tables as markdown sections ("" when no stage has typed facts)."""
+    parts = []
+    for kind, found in fact_tables(rows):
+        columns = ("stage", *kind.columns)
+        lines = [f"## {kind.title}", "", *([kind.legend, ""] if kind.legend else []),
+                 "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in found]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def _tested(test: DeltaTest | None) -> bool:
@@ -165,10 +165,10 @@ def significance_verdicts(rows: Sequence[StageScores]) -> list[str]:
 
 
 def run_markdown(title: str, rows: Sequence[StageScores]) -> str:
-    """The run's `leaderboard.md`: the score table, what is significant in plain words, then distillation facts."""
+    """The run's `leaderboard.md`: the score table, what is significant in plain words, then the stages' facts."""
     verdicts = significance_verdicts(rows) if has_evidence(rows) else []
     said = ("\n".join(f"- {line}" for line in verdicts) + "\n\n") if verdicts else ""
-    return f"# {title}\n\n{markdown_table(rows)}\n{said}{distill_markdown(rows)}"
+    return f"# {title}\n\n{markdown_table(rows)}\n{said}{facts_markdown(rows)}"
 
 
 RANKING_NOTE = (

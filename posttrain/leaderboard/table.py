@@ -3,20 +3,21 @@
 Rows come in pipeline order, base model first. A stage's input is the row
 named by `input` (by default the row before it). When both rows carry their
 per-document results (`evidence`), each delta comes with a paired test on the
-same documents (evaluation/stats.py). A distilled student also shows its
-retention: student score / teacher score, the teacher being a row
-(`DistillFacts.teacher_stage`) or a model outside the pipeline whose scores the
-stage measured (`DistillFacts.teacher_scores`).
+same documents (evaluation/stats.py). A stage whose typed facts name a model
+it is compared with (a distilled student's teacher) also shows its retention:
+score / that model's score, the model being a row (`StageFacts.reference_stage`)
+or a model outside the pipeline whose scores the stage measured
+(`StageFacts.reference_scores`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from posttrain.evaluation.record import EvalEvidence
 from posttrain.evaluation.stats import DeltaTest, TaskStats, paired_test
-from posttrain.stagekit.facts import DistillFacts
+from posttrain.stagekit.facts import StageFacts
 
 
 @dataclass
@@ -27,7 +28,8 @@ class StageScores:
     """Task → headline score."""
     input: str | None = None
     """The row this stage started from (default: the row before it)."""
-    distill: DistillFacts | None = None
+    facts: dict[str, StageFacts] = field(default_factory=dict)
+    """The stage's typed facts by kind (`StageResult.facts`); each kind is a table of its own."""
     evidence: EvalEvidence | None = None
     """Stats and per-document results (None for evaluations kept before they were recorded)."""
 
@@ -51,13 +53,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def teacher_scores(row: StageScores, by_label: dict[str, StageScores]) -> dict[str, float] | None:
-    if row.distill is None:
-        return None
-    if row.distill.teacher_scores is not None:
-        return row.distill.teacher_scores
-    teacher = by_label.get(row.distill.teacher_stage or "")
-    return teacher.scores if teacher is not None else None
+def reference_scores(row: StageScores, by_label: dict[str, StageScores]) -> dict[str, float] | None:
+    """The scores `row` keeps a share of (retention): those its facts measured, or the row they name."""
+    for fact in row.facts.values():
+        if fact.reference_scores is not None:
+            return fact.reference_scores
+        reference = by_label.get(fact.reference_stage or "")
+        if reference is not None:
+            return reference.scores
+    return None
 
 
 def task_columns(rows: Sequence[StageScores]) -> list[str]:
@@ -98,7 +102,7 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
         parent = by_label.get(row.input) if row.input is not None else None
         if parent is None and i > 0:
             parent = rows[i - 1]
-        teacher = teacher_scores(row, by_label)
+        reference = reference_scores(row, by_label)
         cells = {}
         for task in task_columns(rows):
             score = row.scores.get(task)
@@ -107,7 +111,7 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
                 score=score,
                 vs_base=_delta(score, base.get(task)) if i > 0 else None,
                 vs_input=_delta(score, parent.scores.get(task)) if has_input and parent else None,
-                retention=_ratio(score, teacher.get(task)) if teacher is not None else None,
+                retention=_ratio(score, reference.get(task)) if reference is not None else None,
                 stats=row.evidence.stats.get(task) if row.evidence else None,
                 test_base=delta_test(row, base_row, task) if i > 0 else None,
                 test_input=delta_test(row, parent, task) if has_input and parent else None,

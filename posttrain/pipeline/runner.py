@@ -36,6 +36,7 @@ from posttrain.report import write_report
 from posttrain.rundir import library_versions, read_json, run_id, utc_now, with_history, write_json
 from posttrain.stagekit import HeldOutObjective, StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
+from posttrain.stages import fact_types
 from posttrain.tracking import Tracker, tracking
 from posttrain.training.callbacks import (
     CheckpointFailpoint,
@@ -62,7 +63,7 @@ class StageOutcome:
     scores: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
-    """Typed facts by kind (`{"distill": DistillFacts}`), for the leaderboard."""
+    """Typed facts by kind (`StageResult.facts`), for the leaderboard."""
     objective: HeldOutObjective | None = None
     """What the stage optimized, before and after it, on its data's held-out split."""
     chain: list[str] = field(default_factory=list)
@@ -71,7 +72,7 @@ class StageOutcome:
 
     def leaderboard_row(self, run_dir: Path) -> StageScores:
         return StageScores(
-            self.name, self.scores, input=self.input or None, distill=self.facts.get("distill"),
+            self.name, self.scores, input=self.input or None, facts=self.facts,
             evidence=load_evidence(run_dir / self.name),
         )
 
@@ -192,12 +193,14 @@ def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Co
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] cached ({stage.fingerprint})")
     stage_dir = run_dir / stage.name
     record = read_json(stage_dir / "stage.json") or {}
-    # The report tells what this run did with each stage; stage.json is where it reads that.
-    write_json(stage_dir / "stage.json", {**record, "history": with_history(record, {"run": this_run, "outcome": "cached"})})
+    # The report tells what this run did with each stage (and draws it as its type declares today);
+    # stage.json is where it reads that.
+    write_json(stage_dir / "stage.json", {**record, "report": stage.stage_type.report_record(),
+                                          "history": with_history(record, {"run": this_run, "outcome": "cached"})})
     return StageOutcome(
         stage.name, _saved_lineage(stage_dir, source.lineage), stage.fingerprint, cached=True,
         seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
-        facts=facts_from_json(record.get("facts")),
+        facts=facts_from_json(record.get("facts"), fact_types()),
     )
 
 
@@ -248,7 +251,8 @@ def _train(
     status = {
         "name": stage.name, "type": stage.spec.type, "fingerprint": stage.fingerprint, "input": stage.input,
         "input_fingerprint": source.fingerprint, "data": stage.spec.data, "versions": library_versions(),
-        "spec": stage.spec.model_dump(mode="json"), "started": time.time(), "status": "running",
+        "spec": stage.spec.model_dump(mode="json"), "report": stage.stage_type.report_record(),
+        "started": time.time(), "status": "running",
         "history": with_history(earlier, entry),
     }
     write_json(stage_dir / "stage.json", status)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.rundir import read_json
+from posttrain.stagekit.display import COMMON_PANELS, Panel, panels_from_record
 
 BASE = "base"
 SAMPLES_DIR = "samples"
@@ -56,6 +57,8 @@ class StageData:
     """The stage's weights are a whole model (`<stage>/model/`: a distilled student, a full fine-tune), not a LoRA."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """What each run did with the stage, oldest first (stage.json `history`, see rundir.with_history)."""
+    panels: tuple[Panel, ...] = COMMON_PANELS
+    """The training-curve panels its stage type declared (stage.json `report`), after the common ones."""
 
 
 @dataclass
@@ -127,6 +130,7 @@ def _read_stage(stage_dir: Path) -> StageData | None:
         exports=read_exports(stage_dir / "export"),
         full_model=(stage_dir / "model" / "config.json").exists(),
         history=[h for h in record.get("history") or [] if isinstance(h, dict)],
+        panels=panels_from_record(record),
     )
 
 

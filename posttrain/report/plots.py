@@ -7,21 +7,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-COMMON_PANELS: list[tuple[str, tuple[str, ...]]] = [
-    ("loss", ("loss", "eval_loss")),
-    ("learning rate", ("learning_rate",)),
-    ("grad norm", ("grad_norm",)),
-]
-"""Panels every training stage gets: title → metrics.jsonl keys drawn in it."""
+from posttrain.stagekit.display import Panel
 
-TYPE_PANELS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
-    "dpo": [("reward margin (chosen − rejected)", ("rewards/margins",)),
-            ("preference accuracy", ("rewards/accuracies",))],
-    "grpo": [("reward (total and per function)", ("reward", "rewards/*/mean")), ("KL to reference", ("kl",)),
-             ("completion length (mean tokens)", ("completions/mean_length",))],
-    "distill": [("loss parts (kd: divergence to teacher, ce: next token)", ("kd", "ce"))],
-}
-"""Each stage type's own signals. A `*` matches one path segment (GRPO's `rewards/<fn>/mean`)."""
+Lines = dict[str, tuple[list[float], list[float]]]
+"""Metric key → (steps, values)."""
 
 
 def _matches(pattern: str, key: str) -> bool:
@@ -31,9 +20,9 @@ def _matches(pattern: str, key: str) -> bool:
     return key.startswith(head) and key.endswith(tail) and "/" not in key[len(head): len(key) - len(tail)]
 
 
-def series(records: Sequence[dict[str, Any]], pattern: str) -> dict[str, tuple[list[float], list[float]]]:
+def series(records: Sequence[dict[str, Any]], pattern: str) -> Lines:
     """Key → (steps, values) for every key of the records matching `pattern`, finite numbers only."""
-    out: dict[str, tuple[list[float], list[float]]] = {}
+    out: Lines = {}
     for record in records:
         step = record.get("step")
         for key, value in record.items():
@@ -47,16 +36,23 @@ def series(records: Sequence[dict[str, Any]], pattern: str) -> dict[str, tuple[l
     return out
 
 
-def stage_panels(stage_type: str, records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, tuple[list[float], list[float]]]]]:
+def stage_panels(panels: Sequence[Panel], records: Sequence[dict[str, Any]]) -> list[tuple[str, Lines]]:
     """The panels of a stage's curves that have data: (title, {key: (steps, values)})."""
-    panels = []
-    for title, patterns in COMMON_PANELS + TYPE_PANELS.get(stage_type, []):
-        lines: dict[str, tuple[list[float], list[float]]] = {}
-        for pattern in patterns:
+    drawn = []
+    for panel in panels:
+        lines: Lines = {}
+        for pattern in panel.keys:
             lines.update(series(records, pattern))
         if lines:
-            panels.append((title, lines))
-    return panels
+            drawn.append((panel.title, lines))
+    return drawn
+
+
+def absent_notes(panels: Sequence[Panel], records: Sequence[dict[str, Any]]) -> list[str]:
+    """What a stage that logged curves says about each declared panel it has no data for."""
+    if not records:
+        return []
+    return [p.when_absent for p in panels if p.when_absent and not any(series(records, k) for k in p.keys)]
 
 
 def _figure(n_panels: int, *, width: float = 3.4, height: float = 2.4):
@@ -83,13 +79,15 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def curves_png(stage_name: str, stage_type: str, records: Sequence[dict[str, Any]]) -> bytes | None:
+def curves_png(
+    stage_name: str, stage_type: str, panels: Sequence[Panel], records: Sequence[dict[str, Any]]
+) -> bytes | None:
     """One small panel per signal against the training step; None when the stage logged nothing."""
-    panels = stage_panels(stage_type, records)
-    if not panels:
+    drawn = stage_panels(panels, records)
+    if not drawn:
         return None
-    fig, axes = _figure(len(panels))
-    for ax, (title, lines) in zip(axes, panels, strict=False):
+    fig, axes = _figure(len(drawn))
+    for ax, (title, lines) in zip(axes, drawn, strict=False):
         for key, (steps, values) in lines.items():
             ax.plot(steps, values, marker="o" if len(steps) < 12 else None, markersize=3, label=key)
         ax.set_title(title, fontsize=9)

@@ -67,11 +67,11 @@ def _sampled_pairs(runs: Sequence[RunData]) -> Table | None:
 
 
 def curves_section(runs: Sequence[RunData]) -> Section:
-    """One figure per trained stage: loss, learning rate, grad norm and the stage type's own signals."""
+    """One figure per trained stage: loss, learning rate, grad norm and the panels its stage type declared."""
     html_parts, md_parts, images = [], [], {}
     for run in runs:
         for s in run.stages:
-            png = plots.curves_png(f"{prefix(run, runs)}{s.name}", s.type, s.curves)
+            png = plots.curves_png(f"{prefix(run, runs)}{s.name}", s.type, s.panels, s.curves)
             if png is None:
                 continue
             image = f"curves-{run.name}-{s.name}.png"
@@ -93,9 +93,10 @@ def _curve_caption(stage: Any) -> str:
         text += f", steps {min(steps)}–{max(steps)}"
     if len(losses) >= 2:
         text += f", loss {losses[0]:.3f} → {losses[-1]:.3f}"
-    if stage.type == "grpo" and stage.curves and not any("kl" in r for r in stage.curves):
-        text += "; no KL logged (beta 0: no reference model)"  # so its missing panel is not read as a failure
-    return text
+    drawn = [title for title, _ in plots.stage_panels(stage.panels, stage.curves)]
+    if drawn:
+        text += f"; panels: {', '.join(drawn)}"  # the figure's titles, for a reader of report.md too
+    return "; ".join([text, *plots.absent_notes(stage.panels, stage.curves)])
 
 
 Model = tuple[str, EvalData, str | None]

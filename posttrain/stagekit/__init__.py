@@ -3,7 +3,8 @@ runs in, what it hands back, and the declaration that registers it (`StageType`)
 
 from posttrain.stagekit.context import StageContext, StageResult
 from posttrain.stagekit.declaration import StageType
-from posttrain.stagekit.facts import DistillFacts
+from posttrain.stagekit.display import Panel
+from posttrain.stagekit.facts import StageFacts
 from posttrain.stagekit.objective import HeldOutObjective
 
-__all__ = ["DistillFacts", "HeldOutObjective", "StageContext", "StageResult", "StageType"]
+__all__ = ["HeldOutObjective", "Panel", "StageContext", "StageFacts", "StageResult", "StageType"]

@@ -38,4 +38,9 @@ def unregister(name: str) -> None:
     STAGES.pop(name, None)
 
 
-__all__ = ["STAGES", "StageType", "register", "unregister"]
+def fact_types() -> dict[str, type]:
+    """Kind → typed fact class, from every registered stage type's `facts` (to read stage.json back)."""
+    return {fact.kind: fact for stage_type in STAGES.values() for fact in stage_type.facts}
+
+
+__all__ = ["STAGES", "StageType", "fact_types", "register", "unregister"]

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from posttrain.stagekit import DistillFacts, HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.distill.facts import DistillFacts
+from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
 from posttrain.stagekit.objective import held_out_rows
 from posttrain.stagekit.specs import StageCommon, Strict
@@ -273,4 +274,6 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 STAGE = StageType(
     name="distill", spec=DistillStage, run=run, data_kinds=("chat", "prompt"), data_kinds_for=_data_kinds,
     model_inputs=("teacher",), held_out_objective=held_out_objective,
+    panels=(Panel("loss parts (kd: divergence to teacher, ce: next token)", ("kd", "ce")),),
+    facts=(DistillFacts,),
 )

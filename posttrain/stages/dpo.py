@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from posttrain.stagekit import StageType
+from posttrain.stagekit.display import Panel
 from posttrain.stagekit.specs import LoraSpec, PairwiseCommon
 from posttrain.training.pairwise import PairwiseMethod, pairwise_data_kinds
 
@@ -85,11 +86,9 @@ def _arguments(spec: DPOStage) -> dict[str, Any]:
 METHOD = PairwiseMethod(name="DPO", config="trl:DPOConfig", trainer="trl:DPOTrainer", arguments=_arguments,
                         reference=True)
 
-# The core's parts under the names the declaration uses.
-run, held_out_objective, _data_kinds = METHOD.run, METHOD.held_out_objective, pairwise_data_kinds
-
-
 STAGE = StageType(
-    name="dpo", spec=DPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds,
-    held_out_objective=held_out_objective,
+    name="dpo", spec=DPOStage, run=METHOD.run, data_kinds=("preference",), data_kinds_for=pairwise_data_kinds,
+    held_out_objective=METHOD.held_out_objective,
+    panels=(Panel("reward margin (chosen − rejected)", ("rewards/margins",)),
+            Panel("preference accuracy", ("rewards/accuracies",))),
 )

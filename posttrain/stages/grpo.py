@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from posttrain.errors import UserError
-from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import RewardSpec, StageCommon
 
@@ -165,5 +165,8 @@ def held_out_objective(ctx: StageContext, spec: GRPOStage, trained: Any) -> Held
 
 
 STAGE = StageType(
-    name="grpo", spec=GRPOStage, run=run, data_kinds=("prompt",), held_out_objective=held_out_objective
+    name="grpo", spec=GRPOStage, run=run, data_kinds=("prompt",), held_out_objective=held_out_objective,
+    panels=(Panel("reward (total and per function)", ("reward", "rewards/*/mean")),
+            Panel("KL to reference", ("kl",), when_absent="no KL logged (beta 0: no reference model)"),
+            Panel("completion length (mean tokens)", ("completions/mean_length",))),
 )

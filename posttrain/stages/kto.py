@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.errors import UserError
-from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
 from posttrain.stagekit.specs import StageCommon
 
@@ -164,4 +164,8 @@ def _data_kinds(raw: Mapping[str, Any]) -> DataNeed:
 STAGE = StageType(
     name="kto", spec=KTOStage, run=run, data_kinds=("unpaired",), data_kinds_for=_data_kinds,
     held_out_objective=held_out_objective,
+    panels=(Panel("reward margin (desirable − undesirable)", ("rewards/margins",),
+                  when_absent="no reward margin logged (a margin needs desirable and undesirable rows in one batch)"),
+            Panel("rewards (desirable, undesirable)", ("rewards/chosen", "rewards/rejected")),
+            Panel("KL estimate (policy vs reference)", ("kl",))),
 )

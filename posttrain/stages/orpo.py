@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, model_validator
 
 from posttrain.stagekit import StageType
+from posttrain.stagekit.display import Panel
 from posttrain.stagekit.specs import PairwiseCommon, refuse_reference
 from posttrain.training.pairwise import PairwiseMethod, pairwise_data_kinds
 
@@ -43,11 +44,11 @@ METHOD = PairwiseMethod(
     reference=False,
 )
 
-# The core's parts under the names the declaration uses.
-run, held_out_objective, _data_kinds = METHOD.run, METHOD.held_out_objective, pairwise_data_kinds
-
-
 STAGE = StageType(
-    name="orpo", spec=ORPOStage, run=run, data_kinds=("preference",), data_kinds_for=_data_kinds,
-    held_out_objective=held_out_objective,
+    name="orpo", spec=ORPOStage, run=METHOD.run, data_kinds=("preference",), data_kinds_for=pairwise_data_kinds,
+    held_out_objective=METHOD.held_out_objective,
+    panels=(Panel("reward margin (chosen − rejected, β·mean log p)", ("rewards/margins",)),
+            Panel("preference accuracy", ("rewards/accuracies",)),
+            Panel("log odds ratio (chosen vs rejected)", ("log_odds_ratio",)),
+            Panel("SFT loss on chosen", ("nll_loss",))),
 )

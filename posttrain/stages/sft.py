@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from posttrain.stagekit import HeldOutObjective, StageContext, StageResult, StageType
+from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import StageCommon
 
@@ -95,5 +95,6 @@ def held_out_objective(ctx: StageContext, spec: SFTStage, trained: Any) -> HeldO
 
 
 STAGE = StageType(
-    name="sft", spec=SFTStage, run=run, data_kinds=("chat",), held_out_objective=held_out_objective
+    name="sft", spec=SFTStage, run=run, data_kinds=("chat",), held_out_objective=held_out_objective,
+    panels=(Panel("next-token accuracy (answer tokens)", ("mean_token_accuracy", "eval_mean_token_accuracy")),),
 )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from posttrain.leaderboard.render import distill_markdown, distill_rows, markdown_table
+from posttrain.distill.facts import DistillFacts
+from posttrain.leaderboard.render import fact_tables, facts_markdown, facts_rich_tables, markdown_table
 from posttrain.leaderboard.table import StageScores, compute_cells
-from posttrain.stagekit.facts import DistillFacts, facts_from_json, facts_to_json
+from posttrain.stagekit.facts import StageFacts, facts_from_json, facts_to_json
+from posttrain.stages import STAGES, fact_types
 
 FROM_SFT = DistillFacts(
     teacher="sft", teacher_stage="sft", teacher_params=134_515_008, student_params=81_419_328,
@@ -19,8 +21,8 @@ OUTSIDE = DistillFacts(
 ROWS = [
     StageScores("base", {"pt_arith": 0.20, "pt_arith_mc": 0.50}),
     StageScores("sft", {"pt_arith": 0.40, "pt_arith_mc": 0.60}),
-    StageScores("distill", {"pt_arith": 0.30, "pt_arith_mc": 0.45}, input="sft", distill=FROM_SFT),
-    StageScores("outside", {"pt_arith": 0.10}, input="base", distill=OUTSIDE),
+    StageScores("distill", {"pt_arith": 0.30, "pt_arith_mc": 0.45}, input="sft", facts={"distill": FROM_SFT}),
+    StageScores("outside", {"pt_arith": 0.10}, input="base", facts={"distill": OUTSIDE}),
 ]
 
 
@@ -35,14 +37,26 @@ def test_retention_is_student_over_teacher_per_task() -> None:
 
 
 def test_distill_summary_reads_the_typed_facts() -> None:
-    assert distill_rows(ROWS) == [
+    assert fact_tables(ROWS) == [(DistillFacts, [
         ("distill", "sft", "134.5M → 81.4M (×0.61)", "100 → 180 (×1.80)", "0.75"),
         ("outside", "org/big", "0.0M → 0.0M (×0.50)", "50 → 75 (×1.50)", "0.25"),
-    ]
-    assert distill_markdown(ROWS).startswith("## distillation")
-    assert distill_markdown(ROWS[:2]) == ""
+    ])]
+    md = facts_markdown(ROWS)
+    assert md.startswith("## distillation\n\nretention = student score / teacher score\n")
+    assert "| stage | teacher | params teacher → student | tokens/s teacher → student | mean retention |" in md
+    assert "| distill | sft | 134.5M → 81.4M (×0.61) | 100 → 180 (×1.80) | 0.75 |" in md
+    assert facts_markdown(ROWS[:2]) == "" and facts_rich_tables(ROWS[:2]) == []
+    [table] = facts_rich_tables(ROWS)
+    assert table.title == "distillation (retention = student score / teacher score)"
+
+
+def test_the_distill_stage_declares_its_facts() -> None:
+    assert STAGES["distill"].facts == (DistillFacts,)
+    assert isinstance(FROM_SFT, StageFacts)
+    assert fact_types()["distill"] is DistillFacts
 
 
 def test_facts_survive_stage_json() -> None:
     facts = {"distill": FROM_SFT}
-    assert facts_from_json(facts_to_json(facts)) == facts
+    assert facts_from_json(facts_to_json(facts), fact_types()) == facts
+    assert facts_from_json({"gone": {"x": 1}, **facts_to_json(facts)}, fact_types()) == facts  # a removed type

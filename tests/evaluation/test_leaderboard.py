@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from posttrain.distill.facts import DistillFacts
 from posttrain.evaluation.record import EvalEvidence
 from posttrain.evaluation.stats import task_stats, wilson_interval
 from posttrain.leaderboard.render import (
@@ -25,7 +26,10 @@ from posttrain.leaderboard.render import (
 )
 from posttrain.leaderboard.store import record, record_run, top
 from posttrain.leaderboard.table import StageScores, compute_cells
-from posttrain.stagekit.facts import DistillFacts
+
+
+def as_facts(teacher_stage: str | None = None, teacher_scores: dict[str, float] | None = None) -> dict:
+    return {DistillFacts.kind: distilled(teacher_stage, teacher_scores)}
 
 
 def distilled(teacher_stage: str | None = None, teacher_scores: dict[str, float] | None = None) -> DistillFacts:
@@ -81,9 +85,9 @@ def test_student_retention_against_teacher_row_or_outside_scores() -> None:
     rows = [
         StageScores("base", {"pt_arith": 0.2}),
         StageScores("sft", {"pt_arith": 0.5}),
-        StageScores("distill", {"pt_arith": 0.4}, input="base", distill=distilled("sft")),
-        StageScores("distill2", {"pt_arith": 0.3}, distill=distilled(teacher_scores={"pt_arith": 0.6})),
-        StageScores("zero", {"pt_arith": 0.3}, distill=distilled(teacher_scores={"pt_arith": 0.0})),
+        StageScores("distill", {"pt_arith": 0.4}, input="base", facts=as_facts("sft")),
+        StageScores("distill2", {"pt_arith": 0.3}, facts=as_facts(teacher_scores={"pt_arith": 0.6})),
+        StageScores("zero", {"pt_arith": 0.3}, facts=as_facts(teacher_scores={"pt_arith": 0.0})),
     ]
     cells = compute_cells(rows)
     assert cells[1]["pt_arith"].retention is None

@@ -1,7 +1,8 @@
 """Report test helpers: a run directory written by hand, a user's workspace with tiny recipes, headless Chromium.
 
-The hand-written run holds every file the report reads: stage.json, metrics.jsonl
-(with each stage type's own signals), eval.json with stats, samples/<task>.jsonl,
+The hand-written run holds every file the report reads: stage.json (with the panels
+its stage type declares, as the runner records them), metrics.jsonl (with each stage
+type's own signals), eval.json with stats, samples/<task>.jsonl,
 objective.json, export/export.json with a vLLM manifest, data/<ds>/report.json and
 lengths.png. The workspace's recipes run on the tiny random model of tests/conftest.py,
 hold out a quarter of each dataset (so every stage measures its held-out objective) and
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from posttrain.stages import STAGES as STAGE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "pt_arith"
@@ -73,7 +76,7 @@ def write_fake_run(runs_dir: Path, name: str = "fake", lengths_png: Path | None 
         history = [{"run": RUNS[0], "outcome": "trained", "planned": "run", "seconds": 4.0}, latest]
         _write(folder / "stage.json", {"name": name_, "type": type_, "input": input_, "status": "completed",
                                        "seconds": 3.0, "finished": 1_795_000_000.0, "data": "chat", "spec": spec,
-                                       "history": history})
+                                       "history": history, "report": STAGE_TYPES[type_].report_record()})
         records = [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-3 * (5 - s), "grad_norm": 1.0 + s / 10,
                     **{k: v * s for k, v in extra.items()}} for s in range(1, 5)]
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -45,11 +45,11 @@ def test_report_shows_graph_data_scores_objectives_answers_and_exports(fake_run:
 
 def test_each_stage_type_plots_its_own_signals(fake_run: Path) -> None:
     stages = {s.name: s for s in read_run(fake_run).stages}
-    titles = {name: [t for t, _ in stage_panels(s.type, s.curves)] for name, s in stages.items()}
+    titles = {name: [t for t, _ in stage_panels(s.panels, s.curves)] for name, s in stages.items()}
     assert titles["sft"] == ["loss", "learning rate", "grad norm"]
     assert titles["dpo"][3:] == ["reward margin (chosen − rejected)", "preference accuracy"]
     assert titles["distill"][3:] == ["loss parts (kd: divergence to teacher, ce: next token)"]
-    grpo = dict(stage_panels("grpo", stages["grpo"].curves))
+    grpo = dict(stage_panels(stages["grpo"].panels, stages["grpo"].curves))
     assert sorted(grpo["reward (total and per function)"]) == [
         "reward", "rewards/answer_line/mean", "rewards/exact_number/mean"]
     assert grpo["KL to reference"]["kl"] == ([1.0, 2.0, 3.0, 4.0], [0.01, 0.02, 0.03, 0.04])

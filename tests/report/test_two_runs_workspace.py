@@ -57,7 +57,7 @@ def test_board_and_both_reports_render_with_every_section(workspace: Path, works
     assert by_page["runs/rl/report.html"].found["Exports"] == "sft peft, grpo peft, distill none"
 
     # The stage types' own signals, as TRL logs them today, reach their panels.
-    panels = {(run, s.name): [title for title, _ in stage_panels(s.type, s.curves)]
+    panels = {(run, s.name): [title for title, _ in stage_panels(s.panels, s.curves)]
               for run in STAGES for s in read_run(workspace / "runs" / run).stages}
     assert panels[("pairs", "dpo")][3:] == ["reward margin (chosen − rejected)", "preference accuracy"]
     assert panels[("rl", "grpo")][3:] == ["reward (total and per function)", "completion length (mean tokens)"]
