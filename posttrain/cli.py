@@ -20,6 +20,7 @@ from rich.console import Console
 
 from data_prep.errors import DataPrepError
 from posttrain.errors import TrainingError, UserError
+from posttrain.export.formats import EXPORT_FORMATS, default_formats
 
 app = typer.Typer(
     name="posttrain",
@@ -260,7 +261,8 @@ def _kv(item: str) -> tuple[str, str | int | float]:
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>), or a run name inside --runs-dir.")],
     stage: Annotated[str | None, typer.Option("--stage", help="Stage to export (default: the last completed).")] = None,
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: peft,merged,vllm,gguf,ollama.")] = "peft,merged",
+    formats: Annotated[str, typer.Option("--format", help=f"Comma-separated: {','.join(EXPORT_FORMATS)}.")] = ",".join(
+        default_formats()),
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/STAGE/export).")] = None,
     runs_dir: RunsOpt = Path("runs"),
 ) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from posttrain.errors import UserError
-from posttrain.export.artifacts import expand_formats, export_stage
+from posttrain.export.artifacts import export_stage
+from posttrain.export.formats import expand_formats
 from posttrain.models.lineage import ADAPTER_CONFIG, Lineage
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.resolve import resolve_model
@@ -38,8 +39,9 @@ def export_run(run_dir: Path, stage: str | None, formats: list[str], out: Path |
     base_scores, _ = saved_scores(run_dir / "base")
     return export_stage(
         stage_dir=run_dir / stage_name, stage_name=stage_name, chain=chain, lineage=lineage,
-        stage_fingerprint=status.get("fingerprint", ""), scores=scores, base_scores=base_scores, recipe=recipe,
-        tokenizer=tokenizer, formats=formats, out=out, stderrs=stderrs, recipe_path=str(run_dir / RESOLVED_RECIPE),
+        stage_fingerprint=status.get("fingerprint", ""), scores=scores, base_scores=base_scores,
+        recipe_name=recipe.name, model=recipe.model, tokenizer=tokenizer, formats=formats, out=out, stderrs=stderrs,
+        recipe_path=str(run_dir / RESOLVED_RECIPE),
     )
 
 
