@@ -22,6 +22,7 @@ from rich.markup import escape
 
 from data_prep.errors import DataPrepError
 from posttrain.errors import TrainingError, UserError
+from posttrain.export.formats import EXPORT_FORMATS, default_formats
 
 app = typer.Typer(
     name="posttrain",
@@ -275,7 +276,8 @@ def _kv(item: str) -> tuple[str, str | int | float]:
 def export(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory (runs/NAME), or a run name inside --runs-dir.")],
     stage: Annotated[str | None, typer.Option("--stage", help="Stage to export (default: the last completed).")] = None,
-    formats: Annotated[str, typer.Option("--format", help="Comma-separated: peft,merged,vllm,gguf,ollama.")] = "peft,merged",
+    formats: Annotated[str, typer.Option("--format", help=f"Comma-separated: {','.join(EXPORT_FORMATS)}.")] = ",".join(
+        default_formats()),
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/STAGE/export).")] = None,
     runs_dir: RunsOpt = Path("runs"),
 ) -> None:

@@ -1,65 +1,32 @@
 """Export one stage in the requested formats, reusing the formats already up to date.
 
-    <out>/peft/      the stage's cumulative adapter on the base (PEFT)
-    <out>/merged/    base with every adapter merged (transformers)
-    <out>/vllm/      manifest.json + README.md: the `vllm serve` command (uses peft/)
-    <out>/gguf/      model-f16.gguf, model-q8_0.gguf (merged); base-f16.gguf + adapter-f16.gguf
-    <out>/ollama/    Modelfile (merged q8_0) and Modelfile.adapter (base + ADAPTER)
-
-`export.json` records the stage fingerprint and the formats written under it;
+Each format is a declaration in `export/formats/` (`EXPORT_FORMATS`) and
+writes `<out>/<format>/`. `export.json` records the stage fingerprint (with the
+scores the model cards state) and, per format written under it, its folder,
+its serving section and the command that serves it (the report reads these);
 a new fingerprint (retrained stage, new scores) clears the folder.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from posttrain.errors import UserError
-from posttrain.export import engine_formats
+from posttrain.export.formats import EXPORT_FORMATS, formats_for_stage
+from posttrain.export.job import ExportJob
 from posttrain.export.model_card import model_card
 from posttrain.fingerprint import fingerprint
-from posttrain.models.lineage import Lineage, cumulative_adapter, materialize
 from posttrain.rundir import read_json, write_json
 
-FORMATS = ("peft", "merged", "vllm", "gguf", "ollama")
-_NEEDS = {"vllm": ("peft",), "gguf": ("peft",), "ollama": ("gguf",)}
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
+    from posttrain.models.lineage import Lineage
+    from posttrain.stagekit.specs import ModelSpec
 
-def expand_formats(formats: list[str] | set[str]) -> list[str]:
-    """The formats to write, in dependency order (vllm serves peft/, gguf converts it, ollama loads gguf/)."""
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise UserError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    wanted = set(formats)
-    for fmt in reversed(FORMATS):  # a format's needs come before it in FORMATS: one pass reaches them all
-        if fmt in wanted:
-            wanted.update(_NEEDS.get(fmt, ()))
-    return [f for f in FORMATS if f in wanted]
-
-
-@dataclass
-class StageExport:
-    """Everything an export of one stage needs to know."""
-
-    out: Path
-    name: str
-    stage_name: str
-    chain: list[str]
-    lineage: Lineage
-    recipe: Any
-    tokenizer: Any
-    card: dict[str, Any]
-    paths: dict[str, str] = field(default_factory=dict)
-    serving: dict[str, str] = field(default_factory=dict)
-
-    def write_card(self, folder: Path, title: str, how_to_load: str) -> None:
-        sections = [self.serving[k] for k in ("vllm", "llama.cpp", "ollama") if k in self.serving]
-        (folder / "README.md").write_text(
-            model_card(title=f"{self.name} — {title}", how_to_load=how_to_load, serving=sections, **self.card)
-        )
+INDEX = "export.json"
 
 
 def export_stage(
@@ -71,85 +38,62 @@ def export_stage(
     stage_fingerprint: str,
     scores: dict[str, float],
     base_scores: dict[str, float],
-    recipe: Any,
-    tokenizer: Any,
-    formats: set[str] | list[str],
+    recipe_name: str,
+    model: ModelSpec,
+    tokenizer: PreTrainedTokenizerBase,
+    formats: Iterable[str],
+    final: bool = True,
     out: Path | None = None,
     stderrs: dict[str, float] | None = None,
     recipe_path: str | None = None,
 ) -> dict[str, str]:
-    """Write the requested formats under `out` (default `stage_dir/export/`); skip what is up to date."""
+    """Write the requested formats under `out` (default `stage_dir/export/`); skip what is up to date.
+
+    `final` is false for a run's stages before the last: they get whole-model formats only when they trained
+    a whole model (see `ExportFormat.whole_model`). Returns format -> folder.
+    """
     out = out or stage_dir / "export"
-    ordered = expand_formats(formats)
+    wanted = formats_for_stage(formats, final=final, has_adapter=bool(lineage.adapters))
     marker = fingerprint(stage_fingerprint, scores)
-    done = read_json(out / "export.json") or {}
+    done = read_json(out / INDEX) or {}
     if done.get("fingerprint") != marker:
         shutil.rmtree(out, ignore_errors=True)
-        done = {"fingerprint": marker, "formats": [], "paths": {}, "serving": {}}
-    job = StageExport(
-        out=out, name=f"{recipe.name}/{stage_name}", stage_name=stage_name, chain=chain, lineage=lineage,
-        recipe=recipe, tokenizer=tokenizer, paths=dict(done.get("paths", {})), serving=dict(done.get("serving", {})),
+        done = {}
+    job = ExportJob(
+        out=out, recipe_name=recipe_name, stage_name=stage_name, chain=chain, lineage=lineage, model=model,
+        tokenizer=tokenizer, paths=dict(done.get("paths", {})), serving=dict(done.get("serving", {})),
         card=dict(
-            base_ref=recipe.model.base, base_path=lineage.base, recipe_name=recipe.name, stage=stage_name,
-            chain=chain, scores=scores, base_scores=base_scores, adapters=lineage.adapters, stderrs=stderrs,
-            recipe_path=recipe_path,
+            base_ref=model.base, base_path=lineage.base, recipe_name=recipe_name, stage=stage_name, chain=chain,
+            scores=scores, base_scores=base_scores, adapters=lineage.adapters, stderrs=stderrs, recipe_path=recipe_path,
         ),
     )
-    if "vllm" in ordered:  # vLLM's rules are checked before anything of this export is written
-        engine_formats.check_vllm(job)
+    for fmt in wanted:  # what an engine would refuse is said before anything of this export is written
+        if fmt.check:
+            fmt.check(job)
     written = list(done.get("formats", []))
-    for fmt in ordered:
-        if fmt in written:
+    serve = dict(done.get("serve", {}))
+    fresh: set[str] = set()
+    for fmt in wanted:
+        if fmt.name in written and not fresh.intersection(fmt.needs) and fmt.reusable(job):
             continue
-        _WRITERS[fmt](job)
-        written.append(fmt)
-        write_json(out / "export.json", {"fingerprint": marker, "formats": written, "paths": job.paths,
-                                         "serving": job.serving})
+        fmt.write(job)
+        fresh.add(fmt.name)
+        folder = Path(job.paths[fmt.name])
+        if fmt.serve:
+            serve[fmt.name] = fmt.serve(job, folder)
+        written = [*(w for w in written if w != fmt.name), fmt.name]
+        write_json(out / INDEX, {"fingerprint": marker, "formats": written, "paths": job.paths,
+                                 "serving": job.serving, "serve": serve})
     if written:  # every card lists every engine this export serves with, whichever format came last
         _refresh_cards(job)
-    return {fmt: job.paths[fmt] for fmt in ordered if fmt in job.paths}
+    return {fmt.name: job.paths[fmt.name] for fmt in wanted if fmt.name in job.paths}
 
 
-def _write_peft(job: StageExport) -> None:
-    if not job.lineage.adapters:
-        return  # a full fine-tune has no adapter; merged/ is the artifact
-    peft_dir = cumulative_adapter(job.lineage.adapters, job.out / "peft", base_model=job.lineage.base)
-    job.paths["peft"] = str(peft_dir)
-
-
-def _write_merged(job: StageExport) -> None:
-    merged_dir = job.out / "merged"
-    model = materialize(
-        job.lineage, dtype=job.recipe.model.dtype, trust_remote_code=job.recipe.model.trust_remote_code, purpose="export"
-    )
-    model.save_pretrained(merged_dir, safe_serialization=True)
-    model.generation_config.save_pretrained(merged_dir)
-    job.tokenizer.save_pretrained(merged_dir)
-    job.paths["merged"] = str(merged_dir)
-
-
-def _refresh_cards(job: StageExport) -> None:
-    if "peft" in job.paths:
-        job.write_card(Path(job.paths["peft"]), "LoRA adapter", (
-            "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n"
-            f"base = AutoModelForCausalLM.from_pretrained({job.lineage.base!r})\n"
-            f"model = PeftModel.from_pretrained(base, {job.paths['peft']!r})"
-        ))
-    if "merged" in job.paths:
-        job.write_card(Path(job.paths["merged"]), "merged model", (
-            "from transformers import AutoModelForCausalLM\n"
-            f"AutoModelForCausalLM.from_pretrained({job.paths['merged']!r})"
-        ))
-    for fmt, title in (("vllm", "vLLM serving"), ("gguf", "GGUF for llama.cpp"), ("ollama", "Ollama Modelfile")):
-        if fmt in job.paths:
-            folder = Path(job.paths[fmt])
-            job.write_card(folder, title, engine_formats.how_to_load(fmt, job))
-
-
-_WRITERS = {
-    "peft": _write_peft,
-    "merged": _write_merged,
-    "vllm": engine_formats.write_vllm,
-    "gguf": engine_formats.write_gguf,
-    "ollama": engine_formats.write_ollama,
-}
+def _refresh_cards(job: ExportJob) -> None:
+    sections = [job.serving[name] for name in EXPORT_FORMATS if name in job.serving]
+    for name, fmt in EXPORT_FORMATS.items():
+        if name in job.paths:
+            folder = Path(job.paths[name])
+            (folder / "README.md").write_text(model_card(
+                title=f"{job.name} — {fmt.title}", how_to_load=fmt.load(job, folder), serving=sections, **job.card
+            ))

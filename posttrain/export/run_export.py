@@ -9,17 +9,19 @@ run directory still exports.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from posttrain.errors import UserError
-from posttrain.export.artifacts import expand_formats, export_stage
+from posttrain.export.artifacts import export_stage
+from posttrain.export.formats import expand_formats
 from posttrain.models.lineage import ADAPTER_CONFIG, Lineage
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.resolve import resolve_model
 from posttrain.rundir import read_json
+from posttrain.stagekit.specs import ModelSpec
 
 RESOLVED_RECIPE = "recipe.resolved.yaml"
 
@@ -38,27 +40,36 @@ def export_run(run_dir: Path, stage: str | None, formats: list[str], out: Path |
     base_scores, _ = saved_scores(run_dir / "base")
     return export_stage(
         stage_dir=run_dir / stage_name, stage_name=stage_name, chain=chain, lineage=lineage,
-        stage_fingerprint=status.get("fingerprint", ""), scores=scores, base_scores=base_scores, recipe=recipe,
-        tokenizer=tokenizer, formats=formats, out=out, stderrs=stderrs, recipe_path=str(run_dir / RESOLVED_RECIPE),
+        stage_fingerprint=status.get("fingerprint", ""), scores=scores, base_scores=base_scores,
+        recipe_name=recipe.name, model=recipe.model, tokenizer=tokenizer, formats=formats, out=out, stderrs=stderrs,
+        recipe_path=str(run_dir / RESOLVED_RECIPE),
     )
 
 
-def _load_recipe(run_dir: Path) -> Any:
-    from posttrain.recipe.schema import recipe_model
+@dataclass(frozen=True)
+class RunRecipe:
+    """What an export needs of the run's resolved recipe (read as data: `recipe/` sits above `export/`)."""
 
+    name: str
+    model: ModelSpec
+    stage_names: list[str]
+
+
+def _load_recipe(run_dir: Path) -> RunRecipe:
     path = run_dir / RESOLVED_RECIPE
     if not run_dir.is_dir():
         raise UserError(f"no run directory at {run_dir} (give the folder `posttrain run` wrote, e.g. runs/<name>)")
     if not path.exists():
         raise UserError(f"{run_dir} is not a posttrain run directory: it has no {RESOLVED_RECIPE}")
     try:
-        return recipe_model().model_validate(yaml.safe_load(path.read_text()))
+        raw = yaml.safe_load(path.read_text())
+        return RunRecipe(str(raw["name"]), ModelSpec.model_validate(raw["model"]), [s["name"] for s in raw["stages"]])
     except Exception as exc:  # a hand-edited or foreign file: say which one
         raise UserError(f"{path} does not load as a recipe: {exc}") from exc
 
 
-def _pick_stage(run_dir: Path, recipe: Any, stage: str | None) -> str:
-    names = [s.name for s in recipe.stages]
+def _pick_stage(run_dir: Path, recipe: RunRecipe, stage: str | None) -> str:
+    names = recipe.stage_names
     completed = [n for n in names if (read_json(run_dir / n / "stage.json") or {}).get("status") == "completed"]
     if stage is None:
         if not completed:
@@ -87,7 +98,7 @@ def _chain(run_dir: Path, stage_name: str) -> list[str]:
     return chain
 
 
-def _base_path(run_dir: Path, recipe: Any, chain: list[str]) -> str:
+def _base_path(run_dir: Path, recipe: RunRecipe, chain: list[str]) -> str:
     model = recipe.model
     try:
         resolved = resolve_model(model.base, base_dir=Path.cwd(), prefer_hub=model.prefer_hub)
@@ -102,7 +113,7 @@ def _base_path(run_dir: Path, recipe: Any, chain: list[str]) -> str:
                     f"and the recorded path {recorded!r} is gone)")
 
 
-def _lineage(run_dir: Path, recipe: Any, chain: list[str]) -> Lineage:
+def _lineage(run_dir: Path, recipe: RunRecipe, chain: list[str]) -> Lineage:
     first = run_dir / chain[0]
     if not (first / "adapter" / ADAPTER_CONFIG).exists():  # a full model, then the adapters trained on it
         return Lineage(str(first / "model"), [str(run_dir / n / "adapter") for n in chain[1:]])

@@ -161,17 +161,14 @@ def _carry_out(
         outcomes[stage.name] = outcome
 
     stage_outcomes = [outcomes[p.name] for p in plan.stages]
-    formats = set(recipe.export.formats)
     with console.status("Exporting adapters..."):
         for outcome in stage_outcomes:
-            # The last stage gets every format; earlier ones their adapter, or, when they trained a whole
-            # model (full fine-tune, distilled student) that no adapter can stand for, that model.
-            whole = outcome is stage_outcomes[-1] or not outcome.lineage.adapters
+            # The last stage gets every format; earlier ones what their adapter or whole model can hold.
             outcome.exports = export_stage(
                 stage_dir=session.run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
                 lineage=outcome.lineage, stage_fingerprint=outcome.fingerprint, scores=outcome.scores,
-                base_scores=base_outcome.scores, recipe=recipe, tokenizer=session.tokenizer,
-                formats=formats if whole else formats - {"merged", "gguf", "ollama"},
+                base_scores=base_outcome.scores, recipe_name=recipe.name, model=recipe.model,
+                tokenizer=session.tokenizer, formats=recipe.export.formats, final=outcome is stage_outcomes[-1],
                 stderrs=saved_scores(session.run_dir / outcome.name)[1],
                 recipe_path=str(session.run_dir / "recipe.resolved.yaml"),
             )

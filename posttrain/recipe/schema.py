@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, create_model, field_validator
 
 from data_prep.spec import DatasetSpec
 from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
 
+if TYPE_CHECKING:
+    from posttrain.export.declaration import ExportFormat
+
 
 class ExportSpec(Strict):
-    formats: list[Literal["peft", "merged", "vllm", "gguf", "ollama"]] = Field(
-        default_factory=lambda: ["peft", "merged"],
-        description="peft: every stage's cumulative adapter on the base; merged: the last stage's full model (and "
-        "every full fine-tune's or distilled student's, which no adapter can stand for); "
-        "vllm: a checked `vllm serve` manifest; gguf: llama.cpp files (last stage); ollama: Modelfiles (last stage).",
-    )
+    """Which formats to export; `recipe_model()` narrows `formats` to the registered formats."""
+
+    formats: list[str] = Field(default_factory=lambda: _default_formats(), description="Export formats.")
+
+
+def _default_formats() -> list[str]:
+    from posttrain.export.formats import default_formats
+
+    return default_formats()
 
 
 class LaunchSpec(Strict):
@@ -99,10 +105,12 @@ class Recipe(Strict):
 
 
 def recipe_model() -> type[Recipe]:
-    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`."""
+    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`, and whose
+    `export.formats` are the registered export formats."""
+    from posttrain.export.formats import EXPORT_FORMATS
     from posttrain.stages import STAGES
 
-    return _recipe_model(tuple(t.spec for t in STAGES.values()))
+    return _recipe_model(tuple(t.spec for t in STAGES.values()), tuple(EXPORT_FORMATS.values()))
 
 
 def stage_spec_types() -> dict[str, type[StageCommon]]:
@@ -113,10 +121,25 @@ def stage_spec_types() -> dict[str, type[StageCommon]]:
 
 
 @lru_cache(maxsize=8)
-def _recipe_model(specs: tuple[type[StageCommon], ...]) -> type[Recipe]:
+def _recipe_model(specs: tuple[type[StageCommon], ...], formats: tuple[ExportFormat, ...]) -> type[Recipe]:
     stage: Any = Annotated[Union[specs], Field(discriminator="type")] if len(specs) > 1 else specs[0]  # noqa: UP007
     field = Recipe.model_fields["stages"]
     return create_model(
         "Recipe", __base__=Recipe, __module__=__name__,
         stages=(list[stage], Field(min_length=1, description=field.description)),
+        export=(_export_spec(formats), Field(default_factory=lambda: _export_spec(formats)(),
+                                            description=Recipe.model_fields["export"].description)),
+    )
+
+
+@lru_cache(maxsize=8)
+def _export_spec(formats: tuple[ExportFormat, ...]) -> type[ExportSpec]:
+    names = tuple(f.name for f in formats)
+    defaults = [f.name for f in formats if f.default]
+    return create_model(
+        "ExportSpec", __base__=ExportSpec, __module__=__name__,
+        formats=(list[Literal[names]], Field(  # type: ignore[valid-type]
+            default_factory=lambda: list(defaults),
+            description="; ".join(f"{f.name}: {f.summary}" for f in formats) + ".",
+        )),
     )

@@ -181,9 +181,9 @@ def read_exports(export_dir: Path) -> list[dict[str, Any]]:
     out = []
     for fmt, path in paths.items():
         entry: dict[str, Any] = {"format": fmt, "path": path}
-        serving = (index.get("serving") or {}).get(fmt)
-        if serving:
-            entry["serving"] = serving
+        for key in ("serving", "serve"):  # the format's serving section and command, as its declaration wrote them
+            if (index.get(key) or {}).get(fmt):
+                entry[key] = index[key][fmt]
         for manifest in (export_dir / fmt / "manifest.json", export_dir / f"{fmt}.json"):
             entry.update(read_json(manifest) or {})
         out.append(entry)

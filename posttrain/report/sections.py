@@ -226,18 +226,14 @@ def _serve_command(entry: dict[str, Any]) -> str:
     for key in ("command_line", "serve", "run"):
         if isinstance(entry.get(key), str):
             return entry[key]
-    path = entry.get("path", "")
-    return {
-        "merged": f"vllm serve {path}",
-        "peft": f"PeftModel.from_pretrained(base_model, {path!r})",
-    }.get(entry.get("format", ""), "-")
+    return "-"
 
 
 def _why_not_exported(stage: Any) -> str:
     if stage.full_model:
         return (f"a whole model has no LoRA adapter for peft; its weights are in {stage.name}/model "
                 "(export.formats: [merged] writes a serving copy)")
-    return "no format was exported for this stage (merged, gguf and ollama are written for the last stage only)"
+    return "no format was exported for this stage (formats of a whole model are written for the last stage only)"
 
 
 def exports_section(runs: Sequence[RunData]) -> Section:

@@ -30,7 +30,7 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, run
 @pytest.mark.parametrize(("args", "message"), [
     (["{missing}"], "no run directory at"),
     (["{run}", "--stage", "grpo"], "has no stage 'grpo'; its stages are sft, dpo"),
-    (["{run}", "--format", "peft,onnx"], "unknown export format(s) onnx; choose from peft, merged, vllm, gguf, ollama"),
+    (["{run}", "--format", "peft,onnx"], "unknown export format(s) onnx; choose from gguf, merged, ollama, peft, vllm"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tiny_run: Path, tmp_path: Path, args: list[str], message: str) -> None:
     done = _cli(*[a.format(run=tiny_run, missing=tmp_path / "nope") for a in args])
