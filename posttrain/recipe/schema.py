@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, create_model, field_validator
 
-from data_prep.spec import DatasetSpec
+from data_prep.spec import DatasetSpec, dataset_model
 from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
 
 
@@ -93,10 +93,11 @@ class Recipe(Strict):
 
 
 def recipe_model() -> type[Recipe]:
-    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`."""
+    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`, and whose
+    datasets accept every registered curation operator."""
     from posttrain.stages import STAGES
 
-    return _recipe_model(tuple(t.spec for t in STAGES.values()))
+    return _recipe_model(tuple(t.spec for t in STAGES.values()), dataset_model())
 
 
 def stage_spec_types() -> dict[str, type[StageCommon]]:
@@ -107,10 +108,12 @@ def stage_spec_types() -> dict[str, type[StageCommon]]:
 
 
 @lru_cache(maxsize=8)
-def _recipe_model(specs: tuple[type[StageCommon], ...]) -> type[Recipe]:
+def _recipe_model(specs: tuple[type[StageCommon], ...], dataset: type[DatasetSpec] = DatasetSpec) -> type[Recipe]:
     stage: Any = Annotated[Union[specs], Field(discriminator="type")] if len(specs) > 1 else specs[0]  # noqa: UP007
     field = Recipe.model_fields["stages"]
+    datasets = Recipe.model_fields["datasets"]
     return create_model(
         "Recipe", __base__=Recipe, __module__=__name__,
         stages=(list[stage], Field(min_length=1, description=field.description)),
+        datasets=(dict[str, dataset], Field(default_factory=dict, description=datasets.description)),
     )
