@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 
 from data_prep.operators.base import CurateStepModel, OpContext, Operator, OpResult
+from data_prep.rows import Row
 
 
 def _declared_in_this_package() -> dict[str, Operator]:
@@ -59,7 +60,8 @@ def step_name(step: CurateStepModel) -> str:
     return operator_of(step).step_label(settings_of(step))
 
 
-def run_step(step: CurateStepModel, rows: list, ctx: OpContext) -> OpResult:
+def run_step(step: CurateStepModel, rows: list[Row], ctx: OpContext) -> OpResult:
+    """Apply a step's operator to rows (`prepare_dataset` checks that every row is kept or removed)."""
     return operator_of(step).apply(rows, settings_of(step), ctx)
 
 

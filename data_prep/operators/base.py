@@ -81,6 +81,9 @@ class Operator:
     """The pydantic model of a whole curate step, `{<name>: <spec>}`, built from the fields above."""
 
     def __post_init__(self) -> None:
+        # The name becomes a pydantic field of the step model: it must not shadow the model's own attributes.
+        if not self.name.isidentifier() or self.name in ("op", "operator") or self.name.startswith("model_"):
+            raise ValueError(f"curation operator name {self.name!r}: use a Python identifier, not op/operator/model_*")
         validators = {}
         if self.short_forms is not None:
             expand = self.short_forms

@@ -173,3 +173,9 @@ def test_an_operator_that_loses_rows_is_an_error_not_a_wrong_report(tmp_path: Pa
         assert not (tmp_path / "out" / "report.json").exists()
     finally:
         unregister("leaky")
+
+
+@pytest.mark.parametrize("name", ["model_dump", "op", "two words"])
+def test_an_operator_name_must_be_a_plain_field_name(name: str) -> None:
+    with pytest.raises(ValueError, match="Python identifier"):
+        Operator(name=name, spec=ShoutSpec, apply=drop_shouting, description="x")
