@@ -2,7 +2,7 @@
 
 Each field is documented once, in its `description`: shared building blocks in
 posttrain/stagekit/specs.py, a stage type's own fields in its stage module,
-datasets in data_prep/spec.py. Unknown keys are errors. The `stages` list
+datasets in data_prep/spec.py and data_prep/operators/. Unknown keys are errors. The `stages` list
 accepts every type in the stage registry (`recipe_model()` builds it).
 """
 
