@@ -16,7 +16,7 @@ from pathlib import Path
 import xxhash
 
 from data_prep.sources import resolve_path
-from data_prep.spec import DatasetSpec, DecontaminateStep
+from data_prep.spec import DatasetSpec
 
 # Bump when curation logic changes what a given spec produces.
 CURATION_VERSION = "2"  # 2: public dataset layouts, implicit-prompt pairs, unpaired kind
@@ -67,11 +67,8 @@ def dataset_fingerprint(
             inputs.append(f"hub:{src.hub}:{src.subset}:{src.split}")
         else:
             inputs.append(file_fingerprint(resolve_path(src, base_dir)))
-    for step in spec.curate:
-        if isinstance(step, DecontaminateStep) and isinstance(step.decontaminate.against, list):
-            for p in step.decontaminate.against:
-                if p != "eval":
-                    inputs.append(file_fingerprint(_resolve(p, base_dir)))
+    for p in spec.curate_input_files:
+        inputs.append(file_fingerprint(_resolve(p, base_dir)))
     payload = {
         "version": CURATION_VERSION,
         "spec": spec.model_dump(mode="json"),

@@ -1,4 +1,9 @@
-"""One dataset from recipe spec to curated files: load -> normalize -> operators -> mix -> split -> report.
+"""One dataset from recipe spec to curated files, in named phases.
+
+`prepare_dataset` runs: load sources (reading and normalizing each record into
+the canonical row of the dataset's kind) -> the curate steps, in recipe order
+-> mix the sources by weight -> split off held-out rows -> write. Each phase
+that changes the row count leaves a `StepRecord`; the report reads those.
 
 Output folder (written atomically, `report.json` last, so its presence with the
 right fingerprint means the rest is complete):
@@ -18,24 +23,16 @@ from typing import Any
 from data_prep.cache import dataset_fingerprint, texts_fingerprint, tokenizer_id
 from data_prep.errors import DataPrepError
 from data_prep.formats import RowError, read_record
-from data_prep.mixing import mix, shuffle_and_split
+from data_prep.mixing import MixResult, mix, shuffle_and_split
 from data_prep.operators import OpContext, run_step, step_name
+from data_prep.records import PreparedDataset, StepRecord
 from data_prep.rejects import RejectLog
 from data_prep.report import length_stats, render_report, write_length_plot, write_markdown
 from data_prep.rows import Row, atomic_writer, write_jsonl
 from data_prep.sources import iter_records
-from data_prep.spec import DatasetSpec
+from data_prep.spec import DatasetSpec, SourceSpec
 
-
-@dataclass(frozen=True)
-class PreparedDataset:
-    name: str
-    kind: str
-    train_path: Path
-    eval_path: Path | None
-    rows: int  # train rows
-    report: dict[str, Any]
-    fingerprint: str
+__all__ = ["PreparedDataset", "StepRecord", "load_prepared", "prepare_dataset"]
 
 
 def prepare_dataset(
@@ -51,7 +48,9 @@ def prepare_dataset(
 ) -> PreparedDataset:
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     if spec.uses_tokenizer and tokenizer is None:
-        raise DataPrepError(f"dataset {name!r}: a token-length filter is configured but no tokenizer was given")
+        raise DataPrepError(
+            f"dataset {name!r}: a token-length filter is configured but no tokenizer was given"
+        )
     fingerprint = dataset_fingerprint(
         spec,
         base_dir=base_dir,
@@ -70,117 +69,28 @@ def prepare_dataset(
 
     started = time.perf_counter()
     log = RejectLog()
-    rows, source_stats = _load(spec, base_dir, log)
-    read = sum(s["read"] for s in source_stats)
-    split = sum(s["split"] for s in source_stats)
-    _check_rejects(name, spec, log, read, out_dir)
-
+    loaded = _load_sources(spec, base_dir, log)
+    _check_rejects(name, spec, log, loaded.read, out_dir)
+    load_step = loaded.record(log, seconds=round(time.perf_counter() - started, 3))
     ctx = OpContext(kind=spec.kind, base_dir=base_dir, tokenizer=tokenizer, eval_texts=eval_texts, seed=seed)
-    steps: list[dict[str, Any]] = [
-        {
-            "step": "load",
-            "rows_in": read,
-            "removed": log.malformed(),
-            "rows_out": len(rows),
-            "reasons": log.malformed_reasons(),
-            "details": {"pairs_split": split} if split else {},
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-    ]
-    removed_total = 0
-    for step in spec.curate:
-        op = step_name(step)
-        t0 = time.perf_counter()
-        result = run_step(step, rows, ctx)
-        for row, reason, detail in result.removed:
-            log.add(source=row.source, line=row.line, operator=op, reason=reason, detail=detail, row=row.data)
-        removed_total += len(result.removed)
-        steps.append(
-            {
-                "step": op,
-                "spec": step.model_dump(mode="json"),
-                "rows_in": len(rows),
-                "removed": len(result.removed),
-                "rows_out": len(result.kept),
-                "reasons": log.reasons(op) if result.removed else {},
-                "details": result.details,
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
-        rows = result.kept
-
-    mixed = mix(rows, spec, seed)
-    for row in mixed.dropped:
-        log.add(
-            source=row.source,
-            line=row.line,
-            operator="mix",
-            reason="not_sampled",
-            detail="left out by the source's weight / max_rows",
-            row=row.data,
-        )
-    steps.append(
-        {
-            "step": "mix",
-            "rows_in": len(rows),
-            "removed": len(mixed.dropped),
-            "rows_out": len(mixed.rows),
-            "reasons": {"not_sampled": len(mixed.dropped)} if mixed.dropped else {},
-            "details": {"repeats_added": mixed.added, "sources": mixed.per_source},
-        }
-    )
-    removed_total += len(mixed.dropped)
+    curated, curate_steps = _curate(loaded.rows, spec, ctx, log)
+    mixed, mix_step = _mix(curated, spec, seed, log)
     train, evals = shuffle_and_split(mixed.rows, shuffle=spec.shuffle, eval_split=spec.eval_split, seed=seed)
-
-    train_path = out_dir / "train.jsonl"
-    eval_path = out_dir / "eval.jsonl" if spec.eval_split > 0 else None
-    write_jsonl(train_path, (r.data for r in train))
-    if eval_path is not None:
-        write_jsonl(eval_path, (r.data for r in evals))
-    write_jsonl(out_dir / "rejects.jsonl", log.entries)
-
-    final = [r.data for r in train + evals]
-    lengths, unit = _lengths(final, spec.kind, tokenizer)
-    balance = {
-        "read": read,
-        "malformed": log.malformed(),
-        "removed": removed_total,
-        # Rows that did not come from reading a record: mix repeats, and the second
-        # row of each preference pair split into two unpaired rows.
-        "added": mixed.added + split,
-        "out": len(train) + len(evals),
-    }
-    balance["ok"] = (
-        balance["read"] == balance["out"] + balance["malformed"] + balance["removed"] - balance["added"]
+    prepared = _write(
+        name,
+        spec,
+        out_dir,
+        fingerprint=fingerprint,
+        seed=seed,
+        tokenizer=tokenizer,
+        log=log,
+        loaded=loaded,
+        steps=[load_step, *curate_steps, mix_step],
+        added=mixed.added + loaded.split,
+        train=train,
+        evals=evals,
+        started=started,
     )
-    # A broken balance is our bug, not the user's: fail loudly rather than write a wrong report.
-    assert balance["ok"], f"row counts do not add up: {balance}"
-    report = {
-        "name": name,
-        "kind": spec.kind,
-        "fingerprint": fingerprint,
-        "seed": seed,
-        "sources": source_stats,
-        "steps": steps,
-        "balance": balance,
-        "train_rows": len(train),
-        "eval_rows": len(evals),
-        "lengths": length_stats(lengths, unit),
-        "examples": {op: ex for op, ex in log.examples.items()},
-        "seconds": round(time.perf_counter() - started, 3),
-        "files": {
-            "train": train_path.name,
-            "eval": eval_path.name if eval_path else None,
-            "rejects": "rejects.jsonl",
-            "plot": "lengths.png",
-            "markdown": "report.md",
-        },
-    }
-    write_length_plot(out_dir / "lengths.png", lengths, unit, f"{name}: {unit} per row")
-    write_markdown(out_dir / "report.md", report)
-    with atomic_writer(out_dir / "report.json") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
-    prepared = PreparedDataset(name, spec.kind, train_path, eval_path, len(train), report, fingerprint)
     if console is not None:
         console.print(render_report(prepared))
     return prepared
@@ -204,9 +114,30 @@ def load_prepared(name: str, out_dir: Path, fingerprint: str | None = None) -> P
     )
 
 
-def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row], list[dict[str, Any]]]:
-    rows: list[Row] = []
-    stats = []
+# ---------------------------------------------------------------- phase 1: load sources, normalize
+
+
+@dataclass
+class _Loaded:
+    rows: list[Row]
+    sources: list[dict[str, Any]]  # per-source counts for the report
+    read: int  # records read, malformed ones included
+    split: int  # rows added by splitting preference pairs into unpaired rows
+
+    def record(self, log: RejectLog, *, seconds: float) -> StepRecord:
+        return StepRecord(
+            step="load",
+            rows_in=self.read,
+            removed=log.malformed(),
+            rows_out=len(self.rows),
+            reasons=log.malformed_reasons(),
+            details={"pairs_split": self.split} if self.split else {},
+            seconds=seconds,
+        )
+
+
+def _load_sources(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> _Loaded:
+    loaded = _Loaded(rows=[], sources=[], read=0, split=0)
     for i, src in enumerate(spec.sources):
         source = src.label
         read = bad = split = 0
@@ -214,20 +145,14 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
         for rec in iter_records(src, base_dir, spec.max_line_bytes):
             read += 1
             if rec.value is None:
-                assert rec.error is not None
+                reason, detail = rec.error or ("unreadable", "")
                 log.add(
-                    source=source,
-                    line=rec.line,
-                    operator="load",
-                    reason=rec.error[0],
-                    detail=rec.error[1],
-                    row=rec.raw,
+                    source=source, line=rec.line, operator="load", reason=reason, detail=detail, row=rec.raw
                 )
                 bad += 1
                 continue
-            record = {src.columns.get(k, k): v for k, v in rec.value.items()} if src.columns else rec.value
             try:
-                fmt, datas = read_record(record, src.format, spec.kind)
+                fmt, datas = _normalize(rec.value, src, spec)
             except RowError as e:
                 log.add(
                     source=source,
@@ -241,8 +166,8 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
                 continue
             formats[fmt] += 1
             split += len(datas) - 1
-            rows.extend(Row(data, source, rec.line, i) for data in datas)
-        stats.append(
+            loaded.rows.extend(Row(data, source, rec.line, i) for data in datas)
+        loaded.sources.append(
             {
                 "source": source,
                 "read": read,
@@ -252,7 +177,15 @@ def _load(spec: DatasetSpec, base_dir: Path, log: RejectLog) -> tuple[list[Row],
                 "formats": dict(formats.most_common()),
             }
         )
-    return rows, stats
+        loaded.read += read
+        loaded.split += split
+    return loaded
+
+
+def _normalize(value: dict[str, Any], src: SourceSpec, spec: DatasetSpec) -> tuple[str, list[dict[str, Any]]]:
+    """(detected format, canonical rows) of one record; raises RowError when it fits no format."""
+    record = {src.columns.get(k, k): v for k, v in value.items()} if src.columns else value
+    return read_record(record, src.format, spec.kind)
 
 
 def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_dir: Path) -> None:
@@ -272,6 +205,145 @@ def _check_rejects(name: str, spec: DatasetSpec, log: RejectLog, read: int, out_
         f"{out_dir / 'rejects.jsonl'}",
         problems=examples,
     )
+
+
+# ---------------------------------------------------------------- phase 2: curate steps
+
+
+def _curate(
+    rows: list[Row], spec: DatasetSpec, ctx: OpContext, log: RejectLog
+) -> tuple[list[Row], list[StepRecord]]:
+    records = []
+    for step in spec.curate:
+        op = step_name(step)
+        t0 = time.perf_counter()
+        result = run_step(step, rows, ctx)
+        if len(result.kept) + len(result.removed) != len(rows):
+            # Operators are plug-ins: one that loses or invents rows would make the report lie.
+            raise DataPrepError(
+                f"curation operator {op!r} returned {len(result.kept)} kept + {len(result.removed)} removed "
+                f"rows for {len(rows)} rows in; it must keep every row or remove it with a reason"
+            )
+        reasons: Counter[str] = Counter()
+        for row, reason, detail in result.removed:
+            log.add(source=row.source, line=row.line, operator=op, reason=reason, detail=detail, row=row.data)
+            reasons[reason] += 1
+        records.append(
+            StepRecord(
+                step=op,
+                spec=step.model_dump(mode="json"),
+                rows_in=len(rows),
+                removed=len(result.removed),
+                rows_out=len(result.kept),
+                reasons=dict(reasons.most_common()),
+                details=result.details,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+        )
+        rows = result.kept
+    return rows, records
+
+
+# ---------------------------------------------------------------- phase 3: mix sources
+
+
+def _mix(rows: list[Row], spec: DatasetSpec, seed: int, log: RejectLog) -> tuple[MixResult, StepRecord]:
+    mixed = mix(rows, spec, seed)
+    for row in mixed.dropped:
+        log.add(
+            source=row.source,
+            line=row.line,
+            operator="mix",
+            reason="not_sampled",
+            detail="left out by the source's weight / max_rows",
+            row=row.data,
+        )
+    record = StepRecord(
+        step="mix",
+        rows_in=len(rows),
+        removed=len(mixed.dropped),
+        rows_out=len(mixed.rows),
+        reasons={"not_sampled": len(mixed.dropped)} if mixed.dropped else {},
+        details={"repeats_added": mixed.added, "sources": mixed.per_source},
+    )
+    return mixed, record
+
+
+# ---------------------------------------------------------------- phase 5: write
+# (phase 4, splitting off held-out rows, is mixing.shuffle_and_split)
+
+
+def _write(
+    name: str,
+    spec: DatasetSpec,
+    out_dir: Path,
+    *,
+    fingerprint: str,
+    seed: int,
+    tokenizer: Any,
+    log: RejectLog,
+    loaded: _Loaded,
+    steps: list[StepRecord],
+    added: int,
+    train: list[Row],
+    evals: list[Row],
+    started: float,
+) -> PreparedDataset:
+    train_path = out_dir / "train.jsonl"
+    eval_path = out_dir / "eval.jsonl" if spec.eval_split > 0 else None
+    write_jsonl(train_path, (r.data for r in train))
+    if eval_path is not None:
+        write_jsonl(eval_path, (r.data for r in evals))
+    write_jsonl(out_dir / "rejects.jsonl", log.entries)
+
+    final = [r.data for r in train + evals]
+    lengths, unit = _lengths(final, spec.kind, tokenizer)
+    balance = _balance(loaded.read, log.malformed(), steps, added, out=len(final))
+    report = {
+        "name": name,
+        "kind": spec.kind,
+        "fingerprint": fingerprint,
+        "seed": seed,
+        "sources": loaded.sources,
+        "steps": [s.to_json() for s in steps],
+        "balance": balance,
+        "train_rows": len(train),
+        "eval_rows": len(evals),
+        "lengths": length_stats(lengths, unit),
+        "examples": {op: ex for op, ex in log.examples.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": {
+            "train": train_path.name,
+            "eval": eval_path.name if eval_path else None,
+            "rejects": "rejects.jsonl",
+            "plot": "lengths.png",
+            "markdown": "report.md",
+        },
+    }
+    write_length_plot(out_dir / "lengths.png", lengths, unit, f"{name}: {unit} per row")
+    write_markdown(out_dir / "report.md", report)
+    with atomic_writer(out_dir / "report.json") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+    return PreparedDataset(name, spec.kind, train_path, eval_path, len(train), report, fingerprint)
+
+
+def _balance(read: int, malformed: int, steps: list[StepRecord], added: int, *, out: int) -> dict[str, Any]:
+    """read = out + malformed + removed - added, or a DataPrepError: a report never shows counts that
+    do not add up."""
+    balance: dict[str, Any] = {
+        "read": read,
+        "malformed": malformed,
+        "removed": sum(s.removed for s in steps if s.step != "load"),
+        # Rows that did not come from reading a record: mix repeats, and the second
+        # row of each preference pair split into two unpaired rows.
+        "added": added,
+        "out": out,
+    }
+    balance["ok"] = read == out + malformed + balance["removed"] - added
+    if not balance["ok"]:
+        # Every operator's counts were checked as it ran, so this is a data_prep bug.
+        raise DataPrepError(f"row counts do not add up (a data_prep bug, please report it): {balance}")
+    return balance
 
 
 def _lengths(rows: list[dict[str, Any]], kind: str, tokenizer: Any) -> tuple[list[int], str]:

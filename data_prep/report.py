@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from data_prep.records import PreparedDataset, StepRecord
 from data_prep.rows import atomic_writer
-
-if TYPE_CHECKING:
-    from data_prep.prepare import PreparedDataset
 
 
 def length_stats(lengths: list[int], unit: str, bins: int = 20) -> dict[str, Any]:
@@ -63,12 +61,11 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     for src in report["sources"]:
         lines.append(f"| `{src['source']}` | {src['read']} | {src['malformed']} | {formats_text(src)} |")
     lines.append("")
+    steps = [StepRecord.from_json(s) for s in report["steps"]]
     lines += ["| step | rows in | removed | rows out | reasons |", "|---|---:|---:|---:|---|"]
-    for step in report["steps"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in step["reasons"].items())
-        lines.append(
-            f"| {step['step']} | {step['rows_in']} | {step['removed']} | {step['rows_out']} | {reasons} |"
-        )
+    for step in steps:
+        reasons = ", ".join(f"{k}: {v}" for k, v in step.reasons.items())
+        lines.append(f"| {step.step} | {step.rows_in} | {step.removed} | {step.rows_out} | {reasons} |")
     b = report["balance"]
     lines += [
         "",
@@ -86,9 +83,9 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             "![lengths](lengths.png)",
             "",
         ]
-    for step in report["steps"]:
-        if step.get("details"):
-            lines.append(f"**{step['step']}**: `{json.dumps(step['details'])}`")
+    for step in steps:
+        if step.details:
+            lines.append(f"**{step.step}**: `{json.dumps(step.details)}`")
             lines.append("")
     if report["examples"]:
         lines += ["## Example removed rows", ""]
@@ -109,9 +106,9 @@ def formats_text(source_stats: dict[str, Any]) -> str:
     return ", ".join(f"{fmt} {n}" for fmt, n in found.items()) or "-"
 
 
-def _reasons_cell(step: dict[str, Any]) -> str:
-    details = step.get("details") or {}
-    parts = [f"{k} {v}" for k, v in list(step["reasons"].items())[:4]]
+def _reasons_cell(step: StepRecord) -> str:
+    details = step.details
+    parts = [f"{k} {v}" for k, v in list(step.reasons.items())[:4]]
     if details.get("scrubbed"):
         found = ", ".join(f"{k} {v}" for k, v in details["scrubbed"].items())
         parts.append(f"scrubbed {found} in {details['rows_with_pii']} rows")
@@ -133,13 +130,9 @@ def render_report(prepared: PreparedDataset) -> Any:
     table.add_column("removed", justify="right")
     table.add_column("out", justify="right")
     table.add_column("reasons", overflow="fold")
-    for step in report["steps"]:
+    for step in prepared.steps:
         table.add_row(
-            step["step"],
-            str(step["rows_in"]),
-            str(step["removed"] or "-"),
-            str(step["rows_out"]),
-            _reasons_cell(step),
+            step.step, str(step.rows_in), str(step.removed or "-"), str(step.rows_out), _reasons_cell(step)
         )
     b = report["balance"]
     ls = report["lengths"]

@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_prep.operators.minhash import near_duplicates
-from data_prep.spec import MinHashDedup
+from data_prep.minhash import near_duplicates
+from data_prep.operators.dedup import MinHashDedup
 from data_prep.text import words
 
 _PREFIXES = ["Sure! ", "Answer: ", "Here you go. ", "OK, "]

@@ -121,4 +121,5 @@ def test_headline_cases_as_typed(argv: list[str], tmp_path: Path) -> None:
         assert result.returncode == 0 and result.stdout.startswith("posttrain ")
     else:
         assert result.returncode == 2
-        assert result.stderr.count("error:") == 1 and "--help" in result.stderr, result.stderr
+        assert result.stderr.count("error:") + result.stderr.count("✗") == 1, result.stderr  # validate marks files ✗
+        assert "--help" in result.stderr or "✗" in result.stderr, result.stderr

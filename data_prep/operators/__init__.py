@@ -1,57 +1,80 @@
-"""Curation operators: one module per family, dispatched on the step's model type."""
+"""The curation operator registry: every module in this package that declares `OPERATOR = Operator(...)`.
+
+Adding an operator is adding one module here (or calling `register` from a
+plug-in or a test); the dataset schema's curate steps, the cache fingerprint
+and `prepare_dataset` read operators from `OPERATORS`. Operator modules import
+their heavy libraries inside their apply function, so collecting the
+declarations is cheap.
+"""
 
 from __future__ import annotations
 
-from data_prep.operators.base import OpContext, OpResult
+import importlib
+import pkgutil
+
+from data_prep.operators.base import CurateStepModel, OpContext, Operator, OpResult
 from data_prep.rows import Row
-from data_prep.spec import (
-    DecontaminateStep,
-    DedupStep,
-    ExactDedup,
-    FilterStep,
-    PiiStep,
-    QualityStep,
-    RegexStep,
-)
-
-__all__ = ["OpContext", "OpResult", "run_step", "step_name"]
 
 
-def step_name(step: object) -> str:
-    if isinstance(step, DedupStep):
-        return f"dedup.{step.dedup.method}"
-    return str(getattr(step, "op", type(step).__name__))
+def _declared_in_this_package() -> dict[str, Operator]:
+    found: dict[str, Operator] = {}
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        declaration = getattr(module, "OPERATOR", None)
+        if isinstance(declaration, Operator):
+            found[declaration.name] = declaration
+    return dict(sorted(found.items()))
 
 
-def run_step(step: object, rows: list[Row], ctx: OpContext) -> OpResult:
-    # Imports are local so that a recipe without minhash or a tokenizer filter
-    # never pays for numpy / transformers imports.
-    if isinstance(step, DedupStep):
-        if isinstance(step.dedup, ExactDedup):
-            from data_prep.operators.exact import exact_dedup
+OPERATORS: dict[str, Operator] = _declared_in_this_package()
+"""Operator name (the key of a curate step) → its declaration."""
 
-            return exact_dedup(rows, step.dedup, ctx)
-        from data_prep.operators.minhash import minhash_dedup
 
-        return minhash_dedup(rows, step.dedup, ctx)
-    if isinstance(step, FilterStep):
-        from data_prep.operators.length import token_filter
+def register(operator: Operator) -> None:
+    """Add an operator declared outside this package (a plug-in, or a test's toy operator).
 
-        return token_filter(rows, step.filter, ctx)
-    if isinstance(step, QualityStep):
-        from data_prep.operators.quality import quality_filter
+    Validate datasets with `data_prep.spec.dataset_model()` afterwards: it accepts
+    every registered operator (the static `DatasetSpec` knows the built-in ones).
+    """
+    if operator.name in OPERATORS and OPERATORS[operator.name] is not operator:
+        raise ValueError(f"curation operator {operator.name!r} is already registered")
+    OPERATORS[operator.name] = operator
 
-        return quality_filter(rows, step.quality, ctx)
-    if isinstance(step, RegexStep):
-        from data_prep.operators.regex import regex_filter
 
-        return regex_filter(rows, step.regex, ctx)
-    if isinstance(step, PiiStep):
-        from data_prep.operators.pii import pii_step
+def unregister(name: str) -> None:
+    OPERATORS.pop(name, None)
 
-        return pii_step(rows, step.pii, ctx)
-    if isinstance(step, DecontaminateStep):
-        from data_prep.operators.decontaminate import decontaminate
 
-        return decontaminate(rows, step.decontaminate, ctx)
-    raise TypeError(f"unknown curate step {step!r}")
+def operator_of(step: CurateStepModel) -> Operator:
+    """The declaration behind a validated curate step (the one its model was built from)."""
+    return type(step).operator
+
+
+def settings_of(step: CurateStepModel) -> object:
+    """A step's validated settings: the value under its operator's key."""
+    return getattr(step, step.op)
+
+
+def step_name(step: CurateStepModel) -> str:
+    """How a step is named in rejects.jsonl and the report (`dedup.exact`, `pii`)."""
+    return operator_of(step).step_label(settings_of(step))
+
+
+def run_step(step: CurateStepModel, rows: list[Row], ctx: OpContext) -> OpResult:
+    """Apply a step's operator to rows (`prepare_dataset` checks that every row is kept or removed)."""
+    return operator_of(step).apply(rows, settings_of(step), ctx)
+
+
+__all__ = [
+    "OPERATORS",
+    "CurateStepModel",
+    "OpContext",
+    "OpResult",
+    "Operator",
+    "operator_of",
+    "register",
+    "run_step",
+    "settings_of",
+    "step_name",
+    "unregister",
+]

@@ -1,4 +1,4 @@
-"""Decontamination: drop training rows that contain (most of) an eval text.
+"""`decontaminate`: drop training rows that contain (most of) an eval text.
 
 Texts are tokenized into words and single symbols ("12 + 7" and "12 - 7"
 differ). Each eval text is cut into `ngram`-token windows; a training row is
@@ -25,12 +25,40 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
 
 from data_prep.errors import DataPrepError
-from data_prep.operators.base import OpContext, OpResult
+from data_prep.operators.base import OpContext, Operator, OpResult, StrictSpec, TextField
 from data_prep.rows import Row, texts
-from data_prep.spec import DecontaminateSpec
 from data_prep.text import tokens
+
+
+class DecontaminateSpec(StrictSpec):
+    against: Literal["eval"] | list[str] = Field(
+        default="eval",
+        description="`eval` (the recipe's eval suite texts) or a list of files (JSONL or text; `eval` may be listed too).",
+    )
+    ngram: int = Field(default=13, ge=3, le=64, description="Word n-gram length counted as overlap.")
+    min_ngram: int = Field(
+        default=6,
+        ge=1,
+        description="Eval texts shorter than `ngram` but at least this many tokens are matched whole.",
+    )
+    min_overlap: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Share of an eval text's n-grams a row must contain to count as contaminated "
+        "(0: any single n-gram).",
+    )
+    field: TextField = Field(default="all", description="Which text of a training row is checked.")
+
+    @property
+    def sources(self) -> list[str]:
+        """What the rows are checked against: `eval` and/or file paths."""
+        return ["eval"] if self.against == "eval" else list(self.against)
 
 
 class NgramIndex:
@@ -102,9 +130,8 @@ def _strings(value: object) -> list[str]:
 
 
 def decontaminate(rows: list[Row], spec: DecontaminateSpec, ctx: OpContext) -> OpResult:
-    against = ["eval"] if spec.against == "eval" else spec.against
     docs: list[str] = []
-    for item in against:
+    for item in spec.sources:
         if item == "eval":
             docs.extend(ctx.eval_texts)
         else:
@@ -128,3 +155,18 @@ def decontaminate(rows: list[Row], spec: DecontaminateSpec, ctx: OpContext) -> O
     if not docs:
         result.details["warning"] = "no eval texts to decontaminate against"
     return result
+
+
+def _against(value: Any) -> Any:
+    return {"against": value} if isinstance(value, (str, list)) else value
+
+
+OPERATOR = Operator(
+    name="decontaminate",
+    spec=DecontaminateSpec,
+    apply=decontaminate,
+    description="Remove rows overlapping the eval suite (n-gram match).",
+    short_forms=_against,
+    reads_eval=lambda spec: "eval" in spec.sources,
+    input_files=lambda spec: [p for p in spec.sources if p != "eval"],
+)

@@ -1,15 +1,25 @@
-"""Token-length filter, counted the way training counts: through the chat template."""
+"""`filter`: token-length filter, counted the way training counts: through the chat template."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from data_prep.errors import DataPrepError
-from data_prep.operators.base import OpContext, OpResult
+from data_prep.operators.base import OpContext, Operator, OpResult, StrictSpec
 from data_prep.rows import Row
-from data_prep.spec import TokenFilter
 
 _BATCH = 512
+
+
+class TokenFilter(StrictSpec):
+    min_tokens: int = Field(default=0, ge=0, description="Drop rows shorter than this many tokens.")
+    max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="Drop rows longer than this many tokens (as the chat template renders them).",
+    )
 
 
 def _conversations(data: dict[str, Any], kind: str) -> list[tuple[list[dict[str, str]], bool]]:
@@ -63,3 +73,12 @@ def token_filter(rows: list[Row], spec: TokenFilter, ctx: OpContext) -> OpResult
         else:
             result.kept.append(row)
     return result
+
+
+OPERATOR = Operator(
+    name="filter",
+    spec=TokenFilter,
+    apply=token_filter,
+    description="Token-length filter using the stage model's tokenizer.",
+    needs_tokenizer=True,
+)

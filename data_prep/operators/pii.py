@@ -1,4 +1,4 @@
-"""PII: find emails, phone numbers, IP addresses and key-like strings; scrub or drop.
+"""`pii`: find emails, phone numbers, IP addresses and key-like strings; scrub or drop.
 
 Scrubbing replaces each match with a placeholder (<EMAIL>, <PHONE>, <IP>,
 <KEY>) in message contents and chosen/rejected/completion texts. The answer columns of
@@ -11,10 +11,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any, Literal
 
-from data_prep.operators.base import OpContext, OpResult
+from pydantic import Field
+
+from data_prep.operators.base import OpContext, Operator, OpResult, StrictSpec
 from data_prep.rows import Row
-from data_prep.spec import PiiSpec
+
+PiiKind = Literal["email", "phone", "ip", "key"]
+
+
+class PiiSpec(StrictSpec):
+    action: Literal["scrub", "drop"] = Field(
+        default="scrub",
+        description="`scrub` replaces matches with placeholders like <EMAIL>; `drop` removes the row.",
+    )
+    kinds: list[PiiKind] = Field(
+        default_factory=lambda: ["email", "phone", "ip", "key"], description="Which kinds of PII to look for."
+    )
+
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 PATTERNS: dict[str, re.Pattern[str]] = {
@@ -78,3 +93,16 @@ def pii_step(rows: list[Row], spec: PiiSpec, ctx: OpContext) -> OpResult:
     key = "scrubbed" if spec.action == "scrub" else "found"
     result.details = {key: dict(totals), "rows_with_pii": rows_with_pii}
     return result
+
+
+def _action(value: Any) -> Any:
+    return {"action": value} if isinstance(value, str) else value
+
+
+OPERATOR = Operator(
+    name="pii",
+    spec=PiiSpec,
+    apply=pii_step,
+    description="PII scrubbing (emails, phones, IPs, key-like strings); `scrub` or `drop`.",
+    short_forms=_action,
+)

@@ -1,13 +1,35 @@
-"""Heuristic quality filters on the answer text (what the model would learn to say)."""
+"""`quality`: heuristic filters on the answer text (what the model would learn to say)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from data_prep.operators.base import OpContext, OpResult
+from pydantic import Field
+
+from data_prep.operators.base import OpContext, Operator, OpResult, StrictSpec
 from data_prep.rows import Row, answer_texts
-from data_prep.spec import QualitySpec
 from data_prep.text import words
+
+
+class QualitySpec(StrictSpec):
+    min_answer_chars: int | None = Field(
+        default=1, ge=0, description="Drop rows whose answer has fewer non-space characters."
+    )
+    max_repetition: float | None = Field(
+        default=0.3, gt=0, le=1, description="Drop answers whose share of repeated word 3-grams exceeds this."
+    )
+    max_symbol_ratio: float | None = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Drop answers whose share of non-alphanumeric characters exceeds this.",
+    )
+    drop_truncated: bool = Field(
+        default=True,
+        description="Drop answers that look cut off (open code fence, trailing comma/connective).",
+    )
+
 
 # Words a finished answer practically never ends on.
 _DANGLING = frozenset(
@@ -96,3 +118,16 @@ def quality_filter(rows: list[Row], spec: QualitySpec, ctx: OpContext) -> OpResu
         else:
             result.removed.append((row, *problem))
     return result
+
+
+def _default(value: Any) -> Any:
+    return {} if value in ("default", None) else value
+
+
+OPERATOR = Operator(
+    name="quality",
+    spec=QualitySpec,
+    apply=quality_filter,
+    description="Heuristic quality filters; `default` uses the defaults.",
+    short_forms=_default,
+)

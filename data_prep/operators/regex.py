@@ -1,12 +1,32 @@
-"""Regex and keyword filters: drop rows whose text matches."""
+"""`regex`: regex and keyword filters: drop rows whose text matches."""
 
 from __future__ import annotations
 
 import re
 
-from data_prep.operators.base import OpContext, OpResult
+from pydantic import Field, field_validator
+
+from data_prep.operators.base import OpContext, Operator, OpResult, StrictSpec, TextField
 from data_prep.rows import Row, texts
-from data_prep.spec import RegexSpec
+
+
+class RegexSpec(StrictSpec):
+    drop: list[str] = Field(default_factory=list, description="Drop rows where any of these regexes matches.")
+    keywords: list[str] = Field(
+        default_factory=list, description="Drop rows containing any of these whole words."
+    )
+    field: TextField = Field(default="all", description="Which text the patterns are matched against.")
+    ignore_case: bool = Field(default=True, description="Case-insensitive matching.")
+
+    @field_validator("drop")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"invalid regex {p!r}: {e}") from None
+        return patterns
 
 
 def regex_filter(rows: list[Row], spec: RegexSpec, ctx: OpContext) -> OpResult:
@@ -26,3 +46,6 @@ def regex_filter(rows: list[Row], spec: RegexSpec, ctx: OpContext) -> OpResult:
         else:
             result.kept.append(row)
     return result
+
+
+OPERATOR = Operator(name="regex", spec=RegexSpec, apply=regex_filter, description="Regex / keyword filters.")

@@ -2,7 +2,7 @@
 
 Each field is documented once, in its `description`: shared building blocks in
 posttrain/stagekit/specs.py, a stage type's own fields in its stage module,
-datasets in data_prep/spec.py. Unknown keys are errors. The `stages` list
+datasets in data_prep/spec.py and data_prep/operators/. Unknown keys are errors. The `stages` list
 accepts every type in the stage registry (`recipe_model()` builds it).
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, create_model, field_validator
 
-from data_prep.spec import DatasetSpec
+from data_prep.spec import DatasetSpec, dataset_model
 from posttrain.stagekit.specs import EvalSpec, ModelSpec, StageCommon, Strict
 
 if TYPE_CHECKING:
@@ -105,12 +105,13 @@ class Recipe(Strict):
 
 
 def recipe_model() -> type[Recipe]:
-    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`, and whose
-    `export.formats` are the registered export formats."""
+    """`Recipe` whose `stages` items are the registered stage types, told apart by `type`, whose
+    `export.formats` are the registered export formats, and whose datasets accept every registered
+    curation operator."""
     from posttrain.export.formats import EXPORT_FORMATS
     from posttrain.stages import STAGES
 
-    return _recipe_model(tuple(t.spec for t in STAGES.values()), tuple(EXPORT_FORMATS.values()))
+    return _recipe_model(tuple(t.spec for t in STAGES.values()), tuple(EXPORT_FORMATS.values()), dataset_model())
 
 
 def stage_spec_types() -> dict[str, type[StageCommon]]:
@@ -121,14 +122,17 @@ def stage_spec_types() -> dict[str, type[StageCommon]]:
 
 
 @lru_cache(maxsize=8)
-def _recipe_model(specs: tuple[type[StageCommon], ...], formats: tuple[ExportFormat, ...]) -> type[Recipe]:
+def _recipe_model(specs: tuple[type[StageCommon], ...], formats: tuple[ExportFormat, ...],
+                  dataset: type[DatasetSpec] = DatasetSpec) -> type[Recipe]:
     stage: Any = Annotated[Union[specs], Field(discriminator="type")] if len(specs) > 1 else specs[0]  # noqa: UP007
     field = Recipe.model_fields["stages"]
+    datasets = Recipe.model_fields["datasets"]
     return create_model(
         "Recipe", __base__=Recipe, __module__=__name__,
         stages=(list[stage], Field(min_length=1, description=field.description)),
         export=(_export_spec(formats), Field(default_factory=lambda: _export_spec(formats)(),
                                             description=Recipe.model_fields["export"].description)),
+        datasets=(dict[str, dataset], Field(default_factory=dict, description=datasets.description)),
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep.operators import OpContext
-from data_prep.operators.decontaminate import decontaminate
+from data_prep.operators.decontaminate import DecontaminateSpec, decontaminate
 from data_prep.rows import Row
-from data_prep.spec import DecontaminateSpec
 
 EVAL = [
     'Lena shares 8 crayons equally among 2 friends. How many crayons does each friend get? End your reply with "Answer: <number>".',

@@ -3,11 +3,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from data_prep.minhash import lsh_params, near_duplicates, shingle_hashes, signatures
 from data_prep.operators import OpContext
-from data_prep.operators.exact import exact_dedup
-from data_prep.operators.minhash import lsh_params, minhash_dedup, near_duplicates, shingle_hashes, signatures
+from data_prep.operators.dedup import ExactDedup, MinHashDedup, exact_dedup, minhash_dedup
 from data_prep.rows import Row
-from data_prep.spec import ExactDedup, MinHashDedup
 
 CTX = OpContext(kind="chat", base_dir=Path("."))
 

@@ -8,11 +8,10 @@ import pytest
 
 from data_prep.errors import DataPrepError
 from data_prep.operators import OpContext
-from data_prep.operators.length import count_tokens, token_filter
-from data_prep.operators.quality import quality_filter, repetition, symbol_ratio
-from data_prep.operators.regex import regex_filter
+from data_prep.operators.length import TokenFilter, count_tokens, token_filter
+from data_prep.operators.quality import QualitySpec, quality_filter, repetition, symbol_ratio
+from data_prep.operators.regex import RegexSpec, regex_filter
 from data_prep.rows import Row
-from data_prep.spec import QualitySpec, RegexSpec, TokenFilter
 
 
 def rows_of(pairs):

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.operators import OpContext
-from data_prep.operators.pii import pii_step, scrub
+from data_prep.operators.pii import PiiSpec, pii_step, scrub
 from data_prep.rows import Row
-from data_prep.spec import PiiSpec
 
 ALL = ["email", "phone", "ip", "key"]
 

@@ -3,15 +3,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from data_prep.spec import (
-    DatasetSpec,
-    DecontaminateStep,
-    DedupStep,
-    ExactDedup,
-    MinHashDedup,
-    PiiStep,
-    QualityStep,
-)
+from data_prep.operators import OPERATORS, settings_of
+from data_prep.operators.dedup import ExactDedup, MinHashDedup
+from data_prep.spec import DatasetSpec
 
 
 def spec(**kw):
@@ -30,14 +24,17 @@ def test_short_forms_expand_to_full_models():
             {"decontaminate": ["held_out.jsonl"]},
         ]
     )
-    assert isinstance(s.curate[0], DedupStep) and isinstance(s.curate[0].dedup, ExactDedup)
+    assert [step.op for step in s.curate] == ["dedup"] * 3 + ["quality", "pii"] + ["decontaminate"] * 2
+    assert isinstance(s.curate[0], OPERATORS["dedup"].step_model)
+    assert isinstance(settings_of(s.curate[0]), ExactDedup)
     assert s.curate[1].dedup == MinHashDedup(threshold=0.85)
     assert s.curate[2].dedup.num_perm == 64
-    assert isinstance(s.curate[3], QualityStep) and s.curate[3].quality.max_repetition == 0.3
-    assert isinstance(s.curate[4], PiiStep) and s.curate[4].pii.action == "drop"
-    assert isinstance(s.curate[5], DecontaminateStep) and s.curate[5].decontaminate.against == "eval"
+    assert s.curate[3].quality.max_repetition == 0.3
+    assert s.curate[4].pii.action == "drop"
+    assert s.curate[5].decontaminate.against == "eval"
     assert s.curate[6].decontaminate.against == ["held_out.jsonl"]
     assert s.uses_eval and not s.uses_tokenizer
+    assert s.curate_input_files == ["held_out.jsonl"]
 
 
 def test_full_form_round_trips():
@@ -52,7 +49,7 @@ def test_full_form_round_trips():
 @pytest.mark.parametrize(
     ("step", "needle"),
     [
-        ({"dedupe": "exact"}, "one of: dedup, filter"),
+        ({"dedupe": "exact"}, "one of: decontaminate, dedup, filter, pii, quality, regex"),
         ("exact", "single-key mapping"),
         ({"dedup": "exact", "pii": "scrub"}, "single-key mapping"),
         ({"dedup": "fuzzy"}, "fuzzy"),
@@ -79,3 +76,33 @@ def test_sources_need_exactly_one_location_and_a_fitting_format():
         DatasetSpec.model_validate({"sources": [{"path": "a"}], "shufle": False})
     with pytest.raises(ValidationError):
         DatasetSpec.model_validate({"sources": []})
+
+
+def test_every_operator_dumps_the_full_form_the_fingerprint_hashes():
+    # The cache fingerprint hashes model_dump(); these are the dumps shipped recipes were cached under.
+    s = spec(
+        curate=[
+            {"dedup": "exact"},
+            {"dedup": {"minhash": 0.85}},
+            {"quality": "default"},
+            {"pii": "scrub"},
+            {"decontaminate": "eval"},
+            {"filter": {"max_tokens": 256}},
+            {"regex": {"field": "prompt", "drop": ["x"]}},
+        ]
+    )
+    assert s.model_dump(mode="json")["curate"] == [
+        {"dedup": {"method": "exact", "on": "all"}},
+        {"dedup": {"method": "minhash", "threshold": 0.85, "num_perm": 128, "shingle": 3, "on": "all"}},
+        {"quality": {"min_answer_chars": 1, "max_repetition": 0.3, "max_symbol_ratio": 0.5, "drop_truncated": True}},
+        {"pii": {"action": "scrub", "kinds": ["email", "phone", "ip", "key"]}},
+        {"decontaminate": {"against": "eval", "ngram": 13, "min_ngram": 6, "min_overlap": 0.8, "field": "all"}},
+        {"filter": {"min_tokens": 0, "max_tokens": 256}},
+        {"regex": {"drop": ["x"], "keywords": [], "field": "prompt", "ignore_case": True}},
+    ]
+
+
+def test_bad_step_errors_point_at_the_operator_field():
+    with pytest.raises(ValidationError) as e:
+        spec(curate=[{"dedup": "exact"}, {"quality": {"max_rep": 0.1}}])
+    assert [err["loc"] for err in e.value.errors()] == [("curate", 1, "quality", "quality", "max_rep")]

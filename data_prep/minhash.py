@@ -1,4 +1,4 @@
-"""Near-duplicate removal: MinHash signatures, LSH banding for candidates, exact Jaccard to confirm.
+"""Near-duplicate search for `dedup: minhash`: MinHash signatures, LSH banding for candidates, exact Jaccard.
 
 Why not datasketch end to end. datasketch is the well-kept reference, and the
 signatures here follow its scheme (one hash per shingle, `num_perm` universal
@@ -46,10 +46,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from data_prep.operators.base import OpContext, OpResult
-from data_prep.rows import Row, texts
-from data_prep.spec import MinHashDedup
 
 _CHUNK_SHINGLES = 4096  # chunk x num_perm x 4 bytes stays within the CPU cache
 _MIN_CANDIDATE_PROB = 0.99
@@ -258,18 +254,3 @@ def near_duplicates(
         if jac >= threshold:
             drop[b] = (a, jac)
     return drop
-
-
-def minhash_dedup(rows: list[Row], spec: MinHashDedup, ctx: OpContext) -> OpResult:
-    docs = ["\n".join(texts(r.data, ctx.kind, spec.on)) for r in rows]
-    drop = near_duplicates(docs, spec.threshold, spec.num_perm, spec.shingle, ctx.seed)
-    result = OpResult(kept=[])
-    for i, row in enumerate(rows):
-        if i in drop:
-            j, jac = drop[i]
-            result.removed.append((row, "near_duplicate", f"Jaccard {jac:.2f} with {rows[j].where}"))
-        else:
-            result.kept.append(row)
-    bands, r = lsh_params(spec.threshold, spec.num_perm)
-    result.details = {"bands": bands, "rows_per_band": r}
-    return result
