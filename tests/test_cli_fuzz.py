@@ -123,3 +123,16 @@ def test_headline_cases_as_typed(argv: list[str], tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.count("error:") + result.stderr.count("✗") == 1, result.stderr  # validate marks files ✗
         assert "--help" in result.stderr or "✗" in result.stderr, result.stderr
+
+
+def test_overlong_task_name_in_a_recipe_is_one_problem(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A task name longer than any file name used to reach lm-eval's file lookup and crash with ENAMETOOLONG."""
+    (tmp_path / "chat.jsonl").write_text("")
+    recipe = tmp_path / "long-task.yaml"
+    recipe.write_text(f"name: lt\nmodel: {{base: {tiny_model_dir}}}\n"
+                      "datasets: {chat: {sources: [{path: chat.jsonl}]}}\n"
+                      f"eval: {{tasks: [{'t' * 3000}, 'a/b*[c]']}}\n"
+                      "stages: [{name: sft, type: sft, data: chat}]\n")
+    result = _posttrain("validate", str(recipe), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("unknown eval task") == 2, result.stderr

@@ -121,3 +121,17 @@ def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, text))
     assert len(info.value.problems) == 2  # after names a later stage; dpo needs preference data
     assert any("it comes later" in p for p in info.value.problems)
+
+
+def test_written_yaml_reads_back_the_same_in_yaml_1_1_and_1_2() -> None:
+    """`on`, `yes`, `off`, `y` are booleans to a YAML 1.1 reader: the resolved recipe quotes them."""
+    import yaml as pyyaml
+
+    from posttrain.recipe.loader import dump_yaml
+
+    data = {"dedup": {"method": "exact", "on": "all"}, "flags": ["yes", "no", "off", "y", "N", "~", "1e3", "0o17",
+            "1:20", "0b11", "1_000", ".inf", "null", "True", "plain"], "n": 3, "f": 0.5, "b": False, "none": None}
+    text = dump_yaml(data)
+    assert pyyaml.safe_load(text) == data
+    assert YAML(typ="safe", pure=True).load(text) == data
+    assert YAML(typ="rt").load(text) == data
