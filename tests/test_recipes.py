@@ -130,7 +130,8 @@ def test_written_yaml_reads_back_the_same_in_yaml_1_1_and_1_2() -> None:
     from posttrain.recipe.loader import dump_yaml
 
     data = {"dedup": {"method": "exact", "on": "all"}, "flags": ["yes", "no", "off", "y", "N", "~", "1e3", "0o17",
-            "1:20", "0b11", "1_000", ".inf", "null", "True", "plain"], "n": 3, "f": 0.5, "b": False, "none": None}
+            "1:20", "0b11", "1_000", ".inf", "null", "True", "plain"], "n": 3, "f": 0.5, "b": False, "none": None,
+            "floats": [5e-05, 1e20, -2.5e-7, 1.0, 1e-300, float("inf")]}
     text = dump_yaml(data)
     assert pyyaml.safe_load(text) == data
     assert YAML(typ="safe", pure=True).load(text) == data

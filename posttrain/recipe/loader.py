@@ -132,7 +132,17 @@ class _PortableRepresenter(SafeRepresenter):
         return node
 
 
+    def represent_float(self, data: float) -> Any:
+        node = super().represent_float(data)
+        mantissa, e, exponent = node.value.partition("e")
+        if e and "." not in mantissa:  # YAML 1.1 reads `5e-05` as a string; `5.0e-05` is a float to both
+            exponent = exponent if exponent[:1] in "+-" else f"+{exponent}"
+            node.value = f"{mantissa}.0e{exponent}"
+        return node
+
+
 _PortableRepresenter.add_representer(str, _PortableRepresenter.represent_str)
+_PortableRepresenter.add_representer(float, _PortableRepresenter.represent_float)
 
 
 # YAML 1.1's booleans include y/n, which PyYAML's resolver leaves out but other 1.1 readers apply.

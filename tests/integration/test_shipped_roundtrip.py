@@ -58,22 +58,39 @@ def _ok(result: subprocess.CompletedProcess[str], what: str) -> str:
     return result.stdout
 
 
-def _tiny_overrides(recipe: Path, base: Path) -> list[str]:
+REPLY_LENGTH = """
+def reply_length(completions, **columns):
+    \"\"\"A random model's replies rarely differ in correctness; they always differ in length.
+
+    >>> reply_length(["ab", "abc"])
+    [2.0, 3.0]
+    \"\"\"
+    return [float(len(str(c))) for c in completions]
+"""
+
+
+def _tiny_overrides(recipe: Path, base: Path, folder: Path) -> list[str]:
+    """One step per stage, two documents per task; on-policy pairs ranked by length (no ties on a random model)."""
     from posttrain.recipe.loader import load_recipe
 
+    reward = folder / "reply_length.py"
+    reward.write_text(REPLY_LENGTH)
     loaded = load_recipe(recipe)
     sets = [f"model.base={base}", "eval.limit=2"]
     for stage in loaded.recipe.stages:
         sets += [f"stages.{stage.name}.train.max_steps=1", f"stages.{stage.name}.train.batch_size=4"]
         if getattr(stage, "num_generations", None):
             sets.append(f"stages.{stage.name}.num_generations=2")
+        if getattr(stage, "on_policy", None):
+            sets.append(f"stages.{stage.name}.on_policy.rewards=[{{fn: '{reward}:reply_length'}}]")
     return [arg for value in sets for arg in ("--set", value)]
 
 
 @pytest.mark.parametrize("recipe", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_recipe_round_trip(recipe: Path, small_base: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    _ok(_posttrain("run", str(recipe), "--runs-dir", str(runs), *_tiny_overrides(recipe, small_base), cwd=tmp_path),
+    _ok(_posttrain("run", str(recipe), "--runs-dir", str(runs), *_tiny_overrides(recipe, small_base, tmp_path),
+                  cwd=tmp_path),
         f"posttrain run {recipe.name}")
     run_dir = runs / recipe.stem
     resolved = run_dir / "recipe.resolved.yaml"
