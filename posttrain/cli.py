@@ -160,13 +160,13 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     """Run only the data curation of RECIPE and print each dataset's report."""
     from posttrain.locking import sole_writer
     from posttrain.pipeline.datasets import prepare_datasets
-    from posttrain.pipeline.runner import RUN_LOCK
     from posttrain.pipeline.session import open_session
+    from posttrain.run_layout import RunDir
 
     loaded = _load(recipe, set_)
     with _log_to_run_dir(runs_dir / loaded.recipe.name):
         session = open_session(loaded, runs_dir=runs_dir, console=console)
-        with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"):
+        with sole_writer(RunDir(session.run_dir).lock_file, f"run directory {session.run_dir}"):
             prepare_datasets(session, list(session.recipe.datasets), console=console)
 
 
@@ -294,10 +294,13 @@ RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run directory, or
 
 
 def _run_dir(run: Path, runs_dir: Path) -> Path:
+    from posttrain.run_layout import RunDir
+
     for candidate in (run, runs_dir / run):
-        if (candidate / "recipe.resolved.yaml").exists() or any(candidate.glob("*/stage.json")):
+        if RunDir(candidate).is_run():
             return candidate
-    raise UserError(f"{run}: no run directory there or in {runs_dir} (it holds recipe.resolved.yaml and stage folders)")
+    raise UserError(f"{run}: no run directory there or in {runs_dir} "
+                    f"(it holds {RunDir.RECIPE} and stage folders with {RunDir.STAGE})")
 
 
 @app.command()

@@ -15,9 +15,10 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from posttrain.run_layout import RunDir
+
 LIBRARY_LOGGERS = ("transformers", "datasets", "lm_eval", "lm-eval", "peft", "trl", "accelerate", "torch",
                    "huggingface_hub", "mlflow", "alembic", "httpx", "urllib3", "py.warnings")
-LOG_FILE = "log.txt"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -53,7 +54,7 @@ def detach_library_handlers() -> None:
 def log_to_file(run_dir: Path) -> Path:
     """Append every log record (library logs and warnings included) to `<run_dir>/log.txt`."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOG_FILE
+    path = RunDir(run_dir).log_file
     root = logging.getLogger()
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
         handler = logging.FileHandler(path, encoding="utf-8")

@@ -1,13 +1,6 @@
-"""The run directory: `runs/<name>/` with the resolved recipe and one folder per stage.
+"""Crash-safe file I/O of a run directory: atomic JSON, checkpoint checks, stage histories, library versions.
 
-    runs/<name>/recipe.resolved.yaml
-    runs/<name>/data/<dataset>/...          curated data + report
-    runs/<name>/base/eval.json
-    runs/<name>/<stage>/stage.json          status, fingerprint, timings, versions, lineage, history
-    runs/<name>/<stage>/adapter/            this stage's LoRA (on its input model)
-    runs/<name>/<stage>/metrics.jsonl       training logs
-    runs/<name>/<stage>/eval.json
-    runs/<name>/<stage>/export/peft|merged
+Which file is where in a run directory is `posttrain.run_layout.RunDir`'s business, not this module's.
 """
 
 from __future__ import annotations

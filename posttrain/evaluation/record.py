@@ -7,6 +7,7 @@ from pathlib import Path
 
 from posttrain.evaluation.samples import per_doc_values, read_rows
 from posttrain.evaluation.stats import TaskStats
+from posttrain.run_layout import RunDir
 from posttrain.rundir import read_json
 
 
@@ -21,7 +22,7 @@ class EvalEvidence:
 
 def load_evidence(folder: Path) -> EvalEvidence | None:
     """The evidence in `folder` (eval.json + samples/), or None for an eval written before stats were kept."""
-    record = read_json(Path(folder) / "eval.json")
+    record = read_json(Path(folder) / RunDir.EVAL)
     if not record or "stats" not in record:
         return None
     evidence = EvalEvidence()

@@ -24,6 +24,7 @@ from rich.console import Console
 from posttrain.errors import TrainingError, UserError
 from posttrain.launch.job import ERRORS_DIR, RESULT_FILE, StageJob, datasets_of, write_result
 from posttrain.models.lineage import Lineage
+from posttrain.run_layout import RunDir
 from posttrain.stagekit import StageContext, StageResult
 from posttrain.stagekit.specs import StageCommon
 
@@ -66,7 +67,7 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         console=Console(stderr=True, quiet=rank != 0, highlight=False),
         resume_from=Path(job.resume_from) if job.resume_from else None, base_dir=base_dir,
         input_name=job.input_name, earlier={k: Lineage.from_dict(v) for k, v in job.earlier.items()},
-        callbacks=[MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard()],
+        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard()],
     )
     return ctx, spec
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from posttrain.models.precision import Purpose
+if TYPE_CHECKING:  # precision imports torch; reading a run directory's lineages must stay cheap
+    from posttrain.models.precision import Purpose
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -9,6 +9,7 @@ from rich.console import Console
 from data_prep import dataset_fingerprint, prepare_dataset, texts_fingerprint, tokenizer_id
 from posttrain.failpoints import failpoint
 from posttrain.pipeline.session import RunSession
+from posttrain.run_layout import RunDir
 
 
 def used_datasets(session: RunSession) -> list[str]:
@@ -38,7 +39,7 @@ def prepare_datasets(session: RunSession, names: list[str], *, console: Console)
     for name in names:
         prepared[name] = prepare_dataset(
             name, recipe.datasets[name], base_dir=session.loaded.base_dir,
-            out_dir=session.run_dir / "data" / name, tokenizer=session.tokenizer, eval_texts=eval_texts,
+            out_dir=RunDir(session.run_dir).data_dir(name), tokenizer=session.tokenizer, eval_texts=eval_texts,
             seed=recipe.seed, console=console,
         )
         failpoint("curation")

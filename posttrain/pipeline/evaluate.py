@@ -15,6 +15,7 @@ from posttrain.failpoints import failpoint
 from posttrain.fingerprint import fingerprint
 from posttrain.launch.evaluation import EVAL_LAUNCH_DIR, evaluate_launched
 from posttrain.recipe.schema import Recipe
+from posttrain.run_layout import RunDir
 from posttrain.rundir import read_json, write_json
 from posttrain.stagekit.specs import EvalSpec
 
@@ -61,7 +62,7 @@ def evaluate_folder(
 ) -> dict[str, float]:
     """Evaluate into `folder` (eval.json + samples/), unless it already holds this very evaluation."""
     eval_fp = eval_fingerprint(model_fingerprint, spec)
-    cached = read_json(folder / "eval.json")
+    cached = read_json(folder / RunDir.EVAL)
     if cached and cached.get("fingerprint") == eval_fp and (folder / SAMPLES_DIR).is_dir():
         return cached["scores"]
 
@@ -83,5 +84,5 @@ def evaluate_folder(
         "samples": {task: f"{SAMPLES_DIR}/{task}.jsonl" for task in scores}, "results": results,
         "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."), **(extra or {}),
     }
-    write_json(folder / "eval.json", record)
+    write_json(folder / RunDir.EVAL, record)
     return scores

@@ -1,7 +1,7 @@
 """`posttrain eval`: score any model with the same code path as a run, and put it on the same leaderboard.
 
 A model reference is one of: a run (`runs/<name>` or just `<name>`: its last
-stage), a run's stage (`runs/<name>/<stage>`, `<name>/<stage>`, `<name>/base`),
+completed stage), a run's stage (`runs/<name>/<stage>`, `<name>/<stage>`, `<name>/base`),
 a PEFT adapter folder (adapter_config.json: loaded on the base it names), a
 Hugging Face model folder, a `.gguf` file, the embedded alias, or a hub id.
 The evaluation lands in `runs/_eval/<label>/` (eval.json + samples/) and on
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
 from posttrain.errors import UserError
@@ -28,7 +27,8 @@ from posttrain.models.lineage import ADAPTER_CONFIG, Lineage, materialize
 from posttrain.models.precision import precision_key
 from posttrain.models.resolve import resolve_model
 from posttrain.pipeline.evaluate import eval_fingerprint, evaluate_folder
-from posttrain.rundir import read_json, utc_now
+from posttrain.run_layout import BASE, RunDir
+from posttrain.rundir import utc_now
 from posttrain.stagekit.specs import EvalSpec
 
 EVAL_RUN = "eval"
@@ -62,12 +62,12 @@ def resolve_target(ref: str, *, runs_dir: Path) -> EvalTarget:
     if not path.exists() and (runs_dir / ref).exists():
         path = runs_dir / ref
     for candidate in (path, runs_dir / ref):
-        if candidate.name == "base" and (candidate.parent / "recipe.resolved.yaml").is_file():
+        if candidate.name == BASE and RunDir(candidate.parent).recipe_file.is_file():
             return _stage_target(ref, candidate)  # base/ exists only when the run evaluated its base
     if path.is_dir():
-        if (path / "recipe.resolved.yaml").is_file():
-            return _stage_target(ref, path / _last_stage(path))
-        if (path / "stage.json").is_file():
+        if RunDir(path).recipe_file.is_file():
+            return _stage_target(ref, path / _last_stage(RunDir(path)))
+        if RunDir(path.parent).is_stage_dir(path):
             return _stage_target(ref, path)
         if (path / ADAPTER_CONFIG).is_file():
             return _adapter_target(ref, path)
@@ -87,26 +87,25 @@ def _load(path: str) -> Any:
     return load_model(path, purpose="inference")
 
 
-def _last_stage(run_dir: Path) -> str:
-    recipe = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}
-    stages = [s.get("name") for s in recipe.get("stages", []) if isinstance(s, dict)]
-    if not stages:
-        raise UserError(f"run {run_dir} lists no stages in recipe.resolved.yaml")
-    return str(stages[-1])
+def _last_stage(run: RunDir) -> str:
+    last = run.last_completed_stage()
+    if last is None:
+        raise UserError(f"run {run.root} has no completed stage to evaluate (stages: {', '.join(run.stages()) or 'none'})")
+    return last
 
 
 def _stage_target(ref: str, stage_dir: Path) -> EvalTarget:
-    run_dir = stage_dir.parent
-    label = f"{run_dir.name}/{stage_dir.name}"
-    if stage_dir.name == "base":
-        recipe = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}
-        base = resolve_model(str(recipe.get("model", {}).get("base", "")))
+    run, stage = RunDir(stage_dir.parent), stage_dir.name
+    label = f"{run.root.name}/{stage}"
+    if stage == BASE:
+        base = resolve_model(str((run.recipe().get("model") or {}).get("base", "")))
         return EvalTarget(ref, label, base.identity, base.path, lambda: _load(base.path))
-    status = read_json(stage_dir / "stage.json") or {}
-    if status.get("status") != "completed" or "lineage" not in status:
+    status = run.read_stage(stage) or {}
+    if status.get("status") != "completed":
         raise UserError(f"cannot evaluate {ref!r}: stage {label} has not completed (status {status.get('status')!r})")
-    lineage = Lineage.from_dict(status["lineage"])
-    identity = fingerprint("stage", status.get("fingerprint", ""), lineage.to_dict())
+    lineage = run.lineage(stage)
+    # The stage's identity does not depend on where the run directory is: a moved run scores under the same key.
+    identity = fingerprint("stage", status.get("fingerprint", ""), run.relative_lineage(stage))
     return EvalTarget(ref, label, identity, lineage.base, lambda: materialize(lineage))
 
 

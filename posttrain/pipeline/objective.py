@@ -9,11 +9,11 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.fingerprint import fingerprint
+from posttrain.run_layout import RunDir
 from posttrain.rundir import read_json, write_json
 from posttrain.stagekit import HeldOutObjective, StageContext, StageType
 from posttrain.stagekit.objective import HELD_OUT_MAX_ROWS
 
-OBJECTIVE_FILE = "objective.json"
 OBJECTIVE_VERSION = 3
 """Bump when what an objective measures changes, so cached objective.json files are recomputed
 (3: ORPO and SimPO measure on-policy held-out pairs, with paired errors)."""
@@ -38,7 +38,7 @@ def objective_cached(
         return None
     folder = ctx.stage_dir
     key = fingerprint(stage_fingerprint, "held-out objective", OBJECTIVE_VERSION, HELD_OUT_MAX_ROWS)
-    cached = read_json(folder / OBJECTIVE_FILE)
+    cached = read_json(folder / RunDir.OBJECTIVE)
     if cached and cached.get("fingerprint") == key:
         return HeldOutObjective.from_dict(cached["objective"]) if cached.get("objective") else None
 
@@ -51,7 +51,7 @@ def objective_cached(
             f"[dim]{spec.name}: dataset {spec.data!r} has no held-out rows, so no objective is measured "
             f"(set datasets.{spec.data}.eval_split)[/dim]"
         )
-    write_json(folder / OBJECTIVE_FILE, {
+    write_json(folder / RunDir.OBJECTIVE, {
         "fingerprint": key, "stage": spec.name, "data": spec.data, "seconds": round(seconds, 2),
         "objective": objective.to_dict() if objective else None,
     })

@@ -16,12 +16,11 @@ from posttrain.fingerprint import fingerprint, stage_fingerprint
 from posttrain.pipeline.datasets import dataset_fingerprints, used_datasets
 from posttrain.pipeline.session import RunSession
 from posttrain.recipe.schema import Recipe
-from posttrain.rundir import read_json, usable_checkpoint
+from posttrain.run_layout import BASE, RunDir
+from posttrain.rundir import usable_checkpoint
 from posttrain.stagekit import StageType
 from posttrain.stagekit.specs import StageCommon
 from posttrain.stages import STAGES
-
-BASE = "base"
 
 Status = Literal["cached", "resume", "run", "rerun", "forced"]
 
@@ -111,12 +110,13 @@ def plan_run(session: RunSession, *, force: Iterable[str] = ()) -> RunPlan:
     forced = downstream(nodes, force)
     data_fps = dataset_fingerprints(session, used_datasets(session))
     fingerprints = {BASE: session.base_fingerprint}
+    run = RunDir(session.run_dir)
     planned: list[PlannedStage] = []
     for node in nodes:
         data_fp = data_fps[node.spec.data]
         stage_fp = stage_fingerprint(node.spec, upstream_fingerprint(node, fingerprints), data_fp, recipe.seed)
         fingerprints[node.name] = stage_fp
-        status, resume_from, damaged = _cache_state(session.run_dir / node.name, stage_fp, forced=node.name in forced)
+        status, resume_from, damaged = _cache_state(run, node.name, stage_fp, forced=node.name in forced)
         planned.append(
             PlannedStage(
                 spec=node.spec, input=node.input, model_inputs=node.model_inputs, data_fingerprint=data_fp,
@@ -127,14 +127,14 @@ def plan_run(session: RunSession, *, force: Iterable[str] = ()) -> RunPlan:
 
 
 def _cache_state(
-    stage_dir: Path, stage_fp: str, *, forced: bool
+    run: RunDir, stage: str, stage_fp: str, *, forced: bool
 ) -> tuple[Status, Path | None, list[tuple[Path, str]]]:
-    record = read_json(stage_dir / "stage.json") or {}
+    record = run.read_stage(stage) or {}
     if forced:
         return "forced", None, []
     if record.get("fingerprint") != stage_fp:
         return ("rerun" if record else "run"), None, []
     if record.get("status") == "completed":
         return "cached", None, []
-    checkpoint, damaged = usable_checkpoint(stage_dir / "checkpoints")
+    checkpoint, damaged = usable_checkpoint(run.checkpoints_dir(stage))
     return ("resume" if checkpoint else "rerun"), checkpoint, damaged

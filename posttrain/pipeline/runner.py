@@ -33,7 +33,8 @@ from posttrain.pipeline.plan import BASE, PlannedStage, RunPlan, plan_run
 from posttrain.pipeline.session import RunSession, open_session
 from posttrain.recipe.loader import LoadedRecipe, dump_yaml
 from posttrain.report import write_report
-from posttrain.rundir import library_versions, read_json, run_id, utc_now, with_history, write_json
+from posttrain.run_layout import RunDir
+from posttrain.rundir import library_versions, run_id, utc_now, with_history
 from posttrain.stagekit import HeldOutObjective, StageContext
 from posttrain.stagekit.facts import facts_from_json, facts_to_json
 from posttrain.stages import fact_types
@@ -45,9 +46,6 @@ from posttrain.training.callbacks import (
     keep_metrics_through,
 )
 from posttrain.training.progress import TrainingProgress
-
-RUN_LOCK = ".posttrain.lock"
-"""Held by the process writing a run directory; the kernel releases it if that process dies."""
 
 
 @dataclass
@@ -73,7 +71,7 @@ class StageOutcome:
     def leaderboard_row(self, run_dir: Path) -> StageScores:
         return StageScores(
             self.name, self.scores, input=self.input or None, facts=self.facts,
-            evidence=load_evidence(run_dir / self.name),
+            evidence=load_evidence(RunDir(run_dir).stage_dir(self.name)),
         )
 
 
@@ -86,7 +84,7 @@ class RunReport:
 
     def leaderboard_rows(self) -> list[StageScores]:
         """Base first, then every evaluated stage."""
-        base = StageScores(BASE, self.base.scores, evidence=load_evidence(self.run_dir / BASE))
+        base = StageScores(BASE, self.base.scores, evidence=load_evidence(RunDir(self.run_dir).stage_dir(BASE)))
         return [base] + [s.leaderboard_row(self.run_dir) for s in self.stages if s.scores]
 
     def objectives(self) -> list[tuple[str, HeldOutObjective]]:
@@ -101,7 +99,8 @@ def run_recipe(
     console = console or Console()
     started = time.time()
     session = open_session(loaded, runs_dir=runs_dir, console=console)
-    with sole_writer(session.run_dir / RUN_LOCK, f"run directory {session.run_dir}"), tracking(
+    # Held by the process writing the run directory; the kernel releases it if that process dies.
+    with sole_writer(RunDir(session.run_dir).lock_file, f"run directory {session.run_dir}"), tracking(
         session.recipe.tracking, run_dir=session.run_dir, runs_dir=runs_dir, name=session.recipe.name
     ) as tracker:
         return _carry_out(session, runs_dir=runs_dir, force=force or set(), console=console, started=started,
@@ -112,19 +111,19 @@ def _carry_out(
     session: RunSession, *, runs_dir: Path, force: set[str], console: Console, started: float, tracker: Tracker
 ) -> RunReport:
     recipe = session.recipe
+    run = RunDir(session.run_dir)
     plan = plan_run(session, force=force)
-    session.run_dir.mkdir(parents=True, exist_ok=True)
     # base_dir: the resolved recipe, read from the run directory, still finds the files the recipe named.
     resolved = recipe.model_dump(mode="json", exclude={"name", "base_dir"})
     resolved = {"name": recipe.name, "base_dir": str(session.loaded.base_dir.resolve()), **resolved}
-    (session.run_dir / "recipe.resolved.yaml").write_text(dump_yaml(resolved))
+    run.write_recipe(dump_yaml(resolved))
     datasets = prepare_datasets(session, used_datasets(session), console=console)
     _check_data_fingerprints(plan, datasets)
 
     base_outcome = StageOutcome(BASE, session.base_lineage, fingerprint=plan.base_fingerprint)
     if recipe.eval.on_base:
         base_outcome.scores = evaluate_cached(
-            recipe, session.run_dir / BASE, base_outcome.fingerprint,
+            recipe, run.stage_dir(BASE), base_outcome.fingerprint,
             lambda: _materialize(session, base_outcome.lineage), tokenizer=session.tokenizer, console=console,
             label=BASE,
         )
@@ -136,7 +135,7 @@ def _carry_out(
         source = outcomes[stage.input]
         ctx = _context(session, stage, source, outcomes, datasets=datasets, console=console)
         if stage.status == "cached":
-            outcome, model = _reuse(stage, source, session.run_dir, console, this_run=this_run), None
+            outcome, model = _reuse(stage, run, session.base_lineage, console, this_run=this_run), None
         else:
             with tracker.stage(stage.name):
                 outcome, model = _train(session, ctx, stage, source, console=console, this_run=this_run)
@@ -151,13 +150,13 @@ def _carry_out(
             # model in memory: the same numbers whether the stage trained now, resumed or was reused, and
             # exactly plain lm-eval's on the merged export.
             outcome.scores = evaluate_cached(
-                recipe, session.run_dir / stage.name, stage.fingerprint,
+                recipe, run.stage_dir(stage.name), stage.fingerprint,
                 (lambda o=outcome: _materialize(session, o.lineage)),
                 tokenizer=session.tokenizer, console=console, label=stage.name,
             )
             tracker.scores(stage.name, outcome.scores)
         outcome.input = stage.input
-        outcome.chain = [stage.name] if stage.spec.full_finetune else [*source.chain, stage.name]
+        outcome.chain = run.chain(stage.name)
         outcomes[stage.name] = outcome
 
     stage_outcomes = [outcomes[p.name] for p in plan.stages]
@@ -165,12 +164,11 @@ def _carry_out(
         for outcome in stage_outcomes:
             # The last stage gets every format; earlier ones what their adapter or whole model can hold.
             outcome.exports = export_stage(
-                stage_dir=session.run_dir / outcome.name, stage_name=outcome.name, chain=outcome.chain,
+                stage_dir=run.stage_dir(outcome.name), stage_name=outcome.name, chain=outcome.chain,
                 lineage=outcome.lineage, stage_fingerprint=outcome.fingerprint, scores=outcome.scores,
                 base_scores=base_outcome.scores, recipe_name=recipe.name, model=recipe.model,
                 tokenizer=session.tokenizer, formats=recipe.export.formats, final=outcome is stage_outcomes[-1],
-                stderrs=saved_scores(session.run_dir / outcome.name)[1],
-                recipe_path=str(session.run_dir / "recipe.resolved.yaml"),
+                stderrs=saved_scores(run.stage_dir(outcome.name))[1], recipe_path=str(run.recipe_file),
             )
             failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
@@ -186,16 +184,17 @@ def _check_data_fingerprints(plan: RunPlan, datasets: dict[str, Any]) -> None:
             raise RuntimeError(f"dataset {stage.spec.data!r}: planned {stage.data_fingerprint}, prepared {prepared}")
 
 
-def _reuse(stage: PlannedStage, source: StageOutcome, run_dir: Path, console: Console, *, this_run: str) -> StageOutcome:
+def _reuse(stage: PlannedStage, run: RunDir, base: Lineage, console: Console, *, this_run: str) -> StageOutcome:
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] cached ({stage.fingerprint})")
-    stage_dir = run_dir / stage.name
-    record = read_json(stage_dir / "stage.json") or {}
+    record = run.read_stage(stage.name) or {}
     # The report tells what this run did with each stage (and draws it as its type declares today);
     # stage.json is where it reads that.
-    write_json(stage_dir / "stage.json", {**record, "report": stage.stage_type.report_record(),
-                                          "history": with_history(record, {"run": this_run, "outcome": "cached"})})
+    run.write_stage(stage.name, {**record, "report": stage.stage_type.report_record(),
+                                 "history": with_history(record, {"run": this_run, "outcome": "cached"})})
+    # Rebuilt from today's paths rather than read from stage.json: a moved run directory or model cache
+    # (the base path) does not leave a cached stage pointing at old files.
     return StageOutcome(
-        stage.name, _saved_lineage(stage_dir, source.lineage), stage.fingerprint, cached=True,
+        stage.name, run.lineage(stage.name, base), stage.fingerprint, cached=True,
         seconds=record.get("seconds", 0.0), metrics=record.get("metrics", {}),
         facts=facts_from_json(record.get("facts"), fact_types()),
     )
@@ -211,7 +210,8 @@ def _context(
     console: Console,
 ) -> StageContext:
     """What the stage's code sees: its input, the models before it, the prepared data, its folder."""
-    stage_dir = session.run_dir / stage.name
+    run = RunDir(session.run_dir)
+    stage_dir = run.stage_dir(stage.name)
     recipe = session.recipe
     return StageContext(
         model_spec=recipe.model, eval_spec=recipe.eval, seed=recipe.seed, stage_dir=stage_dir,
@@ -219,7 +219,7 @@ def _context(
         resume_from=stage.resume_from, base_dir=session.loaded.base_dir, input_name=stage.input,
         earlier={name: o.lineage for name, o in outcomes.items()},
         callbacks=[
-            MetricsFile(stage_dir / "metrics.jsonl"), NonFiniteLossGuard(), CheckpointFailpoint(),
+            MetricsFile(run.metrics_file(stage.name)), NonFiniteLossGuard(), CheckpointFailpoint(),
             TrainingProgress(console, stage.name),
         ],
     )
@@ -230,7 +230,8 @@ def _train(
     this_run: str,
 ) -> tuple[StageOutcome, Any]:
     stage_dir = ctx.stage_dir
-    earlier = read_json(stage_dir / "stage.json") or {}  # its history outlives the folder a changed stage clears
+    run = RunDir(session.run_dir)
+    earlier = run.read_stage(stage.name) or {}  # its history outlives the folder a changed stage clears
     if stage.status != "resume":
         _clear_stage_dir(stage_dir)
     console.rule(f"stage {stage.name} ({stage.spec.type}) ← {stage.input}")
@@ -239,7 +240,7 @@ def _train(
         shutil.rmtree(damaged, ignore_errors=True)
     if stage.resume_from:
         console.print(f"resuming from {stage.resume_from}")
-        keep_metrics_through(stage_dir / "metrics.jsonl", int(stage.resume_from.name.rsplit("-", 1)[-1]))
+        keep_metrics_through(run.metrics_file(stage.name), int(stage.resume_from.name.rsplit("-", 1)[-1]))
 
     # This run's history entry: written as running (a kill leaves it so), updated in place when the stage ends.
     entry: dict[str, Any] = {"run": this_run, "outcome": "running", "planned": stage.status}
@@ -252,22 +253,22 @@ def _train(
         "started": time.time(), "status": "running",
         "history": with_history(earlier, entry),
     }
-    write_json(stage_dir / "stage.json", status)
+    run.write_stage(stage.name, status)
     started = time.time()
     try:
         result = _run_stage(session, stage, ctx, console)
     except (TrainingError, UserError, KeyboardInterrupt) as exc:
         entry.update(outcome="failed", seconds=time.time() - started)
         status.update(status="failed", error=str(exc) or type(exc).__name__, seconds=time.time() - started)
-        write_json(stage_dir / "stage.json", status)
+        run.write_stage(stage.name, status)
         raise
     seconds = time.time() - started
     entry.update(outcome="resumed" if stage.resume_from else "trained", seconds=seconds)
     status.update(
-        status="completed", seconds=seconds, finished=time.time(), lineage=result.lineage.to_dict(),
+        status="completed", seconds=seconds, finished=time.time(), lineage=run.relative_lineage(stage.name),
         metrics=result.metrics, facts=facts_to_json(result.facts),
     )
-    write_json(stage_dir / "stage.json", status)
+    run.write_stage(stage.name, status)
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] trained in {seconds:.0f}s")
     outcome = StageOutcome(
         stage.name, result.lineage, stage.fingerprint, seconds=seconds, metrics=result.metrics, facts=result.facts,
@@ -283,17 +284,6 @@ def _run_stage(session: RunSession, stage: PlannedStage, ctx: StageContext, cons
     if not is_launched(session.recipe, session.loaded.base_dir):
         return stage.stage_type.run(ctx, stage.spec)
     return run_launched(ctx, recipe=session.recipe, stage=stage.name, tokenizer=session.base.path, console=console)
-
-
-def _saved_lineage(stage_dir: Path, source: Lineage) -> Lineage:
-    """A completed stage's lineage, rebuilt from today's paths of its input and its own folder.
-
-    Rebuilt rather than read from stage.json, so a moved run directory or model
-    cache (the base path) does not leave a cached stage pointing at old files.
-    """
-    if (stage_dir / "adapter" / "adapter_config.json").exists():
-        return source.extended(stage_dir / "adapter")
-    return Lineage(base=str(stage_dir / "model"))  # full fine-tune or distilled student: a new lineage
 
 
 def _clear_stage_dir(stage_dir: Path) -> None:
@@ -312,6 +302,6 @@ def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Pa
     rows = report.leaderboard_rows()
     markdown = run_markdown(recipe_name, rows)
     objectives = objectives_markdown(report.objectives())
-    (report.run_dir / "leaderboard.md").write_text(markdown + (f"\n{objectives}" if objectives else ""))
+    RunDir(report.run_dir).leaderboard_file.write_text(markdown + (f"\n{objectives}" if objectives else ""))
     fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages}}
     record_run(db_path, recipe_name, model_ref, rows, fingerprints, utc_now())

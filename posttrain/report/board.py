@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.report.page import CSS, JS
+from posttrain.run_layout import RunDir
 
 
 def _tasks(rows: Sequence[Any]) -> list[str]:
@@ -67,7 +68,7 @@ def board_html(rows: Sequence[Any], *, runs_dir: Path, out_path: Path) -> str:
     head = "".join(f"<th data-task='{html.escape(t)}'>{html.escape(t)}</th>" for t in tasks)
     body = []
     for rank, row in enumerate(rows, 1):
-        report = runs_dir / row.run_name / "report.html"
+        report = RunDir(runs_dir / row.run_name).report_html
         link = html.escape(os.path.relpath(report, out_path.parent))
         run_cell = (f"<a href='{link}'>{html.escape(row.run_name)}</a>" if report.exists()
                     else html.escape(row.run_name))

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.run_layout import BASE, RunDir
 from posttrain.rundir import read_json
 from posttrain.stagekit.display import COMMON_PANELS, Panel, panels_from_record
 
-BASE = "base"
 SAMPLES_DIR = "samples"
 
 
@@ -90,45 +90,33 @@ class RunData:
 
 def read_run(run_dir: Path) -> RunData:
     """Everything the report shows about the run in `run_dir`."""
-    order = _stage_order(run_dir)
-    stages = [s for s in (_read_stage(run_dir / name) for name in order) if s is not None]
+    run = RunDir(run_dir)
+    stages = [s for s in (_read_stage(run, name) for name in run.stages()) if s is not None]
     datasets = [
         DatasetData(d.name, read_json(d / "report.json") or {}, d / "lengths.png" if (d / "lengths.png").exists() else None)
-        for d in sorted((run_dir / "data").glob("*")) if (d / "report.json").exists()
+        for d in sorted(run.data_root.glob("*")) if (d / "report.json").exists()
     ]
     tasks = list(dict.fromkeys(t for s in stages if s.eval for t in s.eval.scores))
-    base = read_eval(run_dir / BASE)
+    base = read_eval(run.stage_dir(BASE))
     return RunData(run_dir.name, run_dir, stages, base, datasets, eval_tasks=list(dict.fromkeys([*(base.scores if base else []), *tasks])))
 
 
-def _stage_order(run_dir: Path) -> list[str]:
-    """Stage names in recipe order (recipe.resolved.yaml), else every folder with a stage.json."""
-    names: list[str] = []
-    resolved = run_dir / "recipe.resolved.yaml"
-    if resolved.exists():
-        from ruamel.yaml import YAML
-
-        recipe = YAML(typ="safe").load(resolved.read_text(encoding="utf-8")) or {}
-        names = [s.get("name") for s in recipe.get("stages", []) if isinstance(s, dict) and s.get("name")]
-    found = sorted(p.parent.name for p in run_dir.glob("*/stage.json"))
-    return [n for n in names if n in found] + [n for n in found if n not in names]
-
-
-def _read_stage(stage_dir: Path) -> StageData | None:
-    record = read_json(stage_dir / "stage.json")
+def _read_stage(run: RunDir, name: str) -> StageData | None:
+    record = run.read_stage(name)
     if record is None:
         return None
+    stage_dir = run.stage_dir(name)
     spec = record.get("spec") or {}
     teachers = [v for k, v in spec.items() if k in ("teacher",) and isinstance(v, str)]
-    objective = (read_json(stage_dir / "objective.json") or {}).get("objective")
+    objective = (read_json(run.objective_file(name)) or {}).get("objective")
     return StageData(
-        name=record.get("name", stage_dir.name), type=record.get("type", spec.get("type", "?")),
+        name=record.get("name", name), type=record.get("type", spec.get("type", "?")),
         input=record.get("input", BASE), status=record.get("status", "?"), teachers=teachers,
         seconds=record.get("seconds"), finished=record.get("finished"), data=record.get("data"),
-        metrics=record.get("metrics") or {}, curves=read_jsonl(stage_dir / "metrics.jsonl"),
+        metrics=record.get("metrics") or {}, curves=read_jsonl(run.metrics_file(name)),
         facts=record.get("facts") or {}, eval=read_eval(stage_dir), objective=objective,
-        exports=read_exports(stage_dir / "export"),
-        full_model=(stage_dir / "model" / "config.json").exists(),
+        exports=read_exports(run.export_dir(name)),
+        full_model=(run.model_dir(name) / "config.json").exists(),
         history=[h for h in record.get("history") or [] if isinstance(h, dict)],
         panels=panels_from_record(record),
     )
@@ -151,7 +139,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def read_eval(folder: Path) -> EvalData | None:
     """eval.json in `folder` with its stats and per-document samples, or None when never evaluated."""
-    record = read_json(folder / "eval.json")
+    record = read_json(folder / RunDir.EVAL)
     if record is None:
         return None
     results = record.get("results") or {}
@@ -180,7 +168,7 @@ def read_exports(export_dir: Path) -> list[dict[str, Any]]:
     paths: dict[str, str] = dict(index.get("paths") or {})
     out = []
     for fmt, path in paths.items():
-        entry: dict[str, Any] = {"format": fmt, "path": path}
+        entry: dict[str, Any] = {"format": fmt, "path": _where_now(path, export_dir)}
         for key in ("serving", "serve"):  # the format's serving section and command, as its declaration wrote them
             if (index.get(key) or {}).get(fmt):
                 entry[key] = index[key][fmt]
@@ -191,3 +179,9 @@ def read_exports(export_dir: Path) -> list[dict[str, Any]]:
         if manifest.parent.name not in paths:
             out.append({"format": manifest.parent.name, "path": str(manifest.parent), **(read_json(manifest) or {})})
     return out
+
+
+def _where_now(path: str, export_dir: Path) -> str:
+    """A format's folder as the index recorded it, at where the export folder is now (a moved run directory)."""
+    here = export_dir / Path(path).name
+    return str(here) if here.exists() else path

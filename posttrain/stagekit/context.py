@@ -10,6 +10,7 @@ from rich.console import Console
 
 from posttrain.models.lineage import Lineage, load_quantized, materialize
 from posttrain.models.precision import Purpose
+from posttrain.run_layout import RunDir
 from posttrain.stagekit.specs import EvalSpec, ModelSpec
 
 
@@ -42,15 +43,15 @@ class StageContext:
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.stage_dir / "checkpoints"
+        return self.stage_dir / RunDir.CHECKPOINTS
 
     @property
     def adapter_dir(self) -> Path:
-        return self.stage_dir / "adapter"
+        return self.stage_dir / RunDir.ADAPTER
 
     @property
     def model_dir(self) -> Path:
-        return self.stage_dir / "model"
+        return self.stage_dir / RunDir.MODEL
 
     def load_input_model(self, *, trains_adapter: bool = False) -> Any:
         """The model to train: the input lineage, in NF4 when the recipe asks for QLoRA.

@@ -27,8 +27,8 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from posttrain.locking import sole_writer
-from posttrain.pipeline.runner import RUN_LOCK
-with sole_writer(Path(sys.argv[1]) / RUN_LOCK, "run directory"):
+from posttrain.run_layout import RunDir
+with sole_writer(RunDir(sys.argv[1]).lock_file, "run directory"):
     print("holding", flush=True)
     time.sleep(600)
 """

@@ -13,8 +13,9 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from posttrain.models.lineage import Lineage, materialize
+from posttrain.models.lineage import materialize
 from posttrain.models.precision import weights_dtype
+from posttrain.run_layout import RunDir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,7 +81,8 @@ def test_sft_then_dpo_on_embedded_model(tmp_path: Path) -> None:
     assert "trained in" not in second.stdout
 
     # The exported adapter on the plain base reproduces the DPO stage's greedy outputs.
-    lineage = Lineage.from_dict(dpo["lineage"])
+    assert dpo["lineage"] == {"base": "base", "adapters": ["sft/adapter", "dpo/adapter"]}  # relative: survives a move
+    lineage = RunDir(run_dir).lineage("dpo")
     tokenizer = AutoTokenizer.from_pretrained(lineage.base)
     prompts = ["What is 17 + 25? End your reply with \"Answer: <number>\".", "Name a colour."]
     stage_model = materialize(lineage, dtype="float32").eval()

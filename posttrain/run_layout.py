@@ -1,0 +1,270 @@
+"""`RunDir`: the one owner of a run directory's layout, stage state and lineage.
+
+    runs/<name>/recipe.resolved.yaml        the recipe as run (model, stage order)
+    runs/<name>/.posttrain.lock             held by the one process writing the run
+    runs/<name>/log.txt                     library logs of every command on the run
+    runs/<name>/data/<dataset>/...          curated data + its report
+    runs/<name>/base/eval.json              the base model's evaluation
+    runs/<name>/<stage>/stage.json          status, fingerprint, timings, versions, lineage, history
+    runs/<name>/<stage>/metrics.jsonl       training logs
+    runs/<name>/<stage>/eval.json           evaluation (+ samples/)
+    runs/<name>/<stage>/objective.json      held-out objective before/after
+    runs/<name>/<stage>/adapter/ | model/   this stage's LoRA (on its input) | whole model
+    runs/<name>/<stage>/checkpoints/        trainer checkpoints while it trains
+    runs/<name>/<stage>/export/             export formats
+    runs/<name>/leaderboard.md
+    runs/<name>/report.html, report.md, report/
+
+Everything a stage.json records about where weights are is relative to the run
+directory, and lineages are rebuilt from where the files are now, so a run
+directory moved or copied elsewhere still evaluates, exports and reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posttrain.errors import UserError
+from posttrain.models.lineage import ADAPTER_CONFIG, Lineage
+from posttrain.rundir import read_json, write_json
+
+BASE = "base"
+"""The base model's name among the stages (its folder holds only its evaluation)."""
+
+
+class RunDir:
+    """Paths, stage state, stage order and lineages of one run directory."""
+
+    RECIPE = "recipe.resolved.yaml"
+    STAGE = "stage.json"
+    LOCK = ".posttrain.lock"
+    LOG = "log.txt"
+    METRICS = "metrics.jsonl"
+    EVAL = "eval.json"
+    OBJECTIVE = "objective.json"
+    ADAPTER = "adapter"
+    MODEL = "model"
+    CHECKPOINTS = "checkpoints"
+    EXPORT = "export"
+    DATA = "data"
+    LEADERBOARD = "leaderboard.md"
+    REPORT = "report"
+    """Stem of report.html and report.md, and the folder of the report's images."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    # --- paths -----------------------------------------------------------------------------------------------
+
+    @property
+    def recipe_file(self) -> Path:
+        return self.root / self.RECIPE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.LOCK
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / self.LOG
+
+    @property
+    def leaderboard_file(self) -> Path:
+        return self.root / self.LEADERBOARD
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / f"{self.REPORT}.html"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / f"{self.REPORT}.md"
+
+    @property
+    def report_images(self) -> Path:
+        return self.root / self.REPORT
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / self.DATA
+
+    def data_dir(self, dataset: str) -> Path:
+        return self.data_root / dataset
+
+    def stage_dir(self, stage: str) -> Path:
+        """A stage's folder; `base` is the base model's (its evaluation only)."""
+        return self.root / stage
+
+    def stage_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.STAGE
+
+    def metrics_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.METRICS
+
+    def eval_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.EVAL
+
+    def objective_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.OBJECTIVE
+
+    def adapter_dir(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.ADAPTER
+
+    def model_dir(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.MODEL
+
+    def checkpoints_dir(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.CHECKPOINTS
+
+    def export_dir(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.EXPORT
+
+    # --- what the directory holds ------------------------------------------------------------------------------
+
+    def is_run(self) -> bool:
+        """Whether this looks like a run directory: a resolved recipe or at least one stage folder."""
+        return self.recipe_file.is_file() or any(self.root.glob(f"*/{self.STAGE}"))
+
+    def is_stage_dir(self, folder: Path) -> bool:
+        return (folder / self.STAGE).is_file()
+
+    def recipe(self) -> dict[str, Any]:
+        """The resolved recipe as plain data ({} when there is none)."""
+        if not self.recipe_file.is_file():
+            return {}
+        data = yaml.safe_load(self.recipe_file.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+
+    def write_recipe(self, text: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.recipe_file.write_text(text, encoding="utf-8")
+
+    def recipe_stages(self) -> list[str]:
+        """Stage names as the resolved recipe lists them."""
+        stages = self.recipe().get("stages") or []
+        return [str(s["name"]) for s in stages if isinstance(s, dict) and s.get("name")]
+
+    def stages(self) -> list[str]:
+        """The stages in recipe order, then any other folder with a stage.json (a stage since removed), by name."""
+        names = self.recipe_stages()
+        found = sorted(p.parent.name for p in self.root.glob(f"*/{self.STAGE}"))
+        return names + [n for n in found if n not in names]
+
+    def last_completed_stage(self) -> str | None:
+        """The last stage, in recipe order, whose stage.json says completed: what a run's name stands for."""
+        completed = [n for n in self.stages() if self.is_completed(n)]
+        return completed[-1] if completed else None
+
+    # --- stage state --------------------------------------------------------------------------------------------
+
+    def read_stage(self, stage: str) -> dict[str, Any] | None:
+        """The stage's stage.json, or None when it has none (or it does not parse)."""
+        return read_json(self.stage_file(stage))
+
+    def write_stage(self, stage: str, record: dict[str, Any]) -> None:
+        """Write stage.json atomically (a kill never leaves half of it)."""
+        write_json(self.stage_file(stage), record)
+
+    def is_completed(self, stage: str) -> bool:
+        return (self.read_stage(stage) or {}).get("status") == "completed"
+
+    # --- lineage ---------------------------------------------------------------------------------------------
+
+    def chain(self, stage: str) -> list[str]:
+        """The stages whose weights make up `stage`, oldest first, back to the base or a whole model.
+
+        Read from each stage.json's `input` and from what the folder holds: an
+        `adapter/` extends its input's lineage, anything else (a `model/`) starts one.
+        """
+        chain, name = [], stage
+        while name != BASE:
+            if name in chain:
+                raise UserError(f"stage inputs in {self.root} form a loop at {name!r}")
+            record = self.read_stage(name)
+            if record is None:
+                raise UserError(f"{self.stage_file(name)} is missing; the run directory is incomplete")
+            chain.insert(0, name)
+            if not (self.adapter_dir(name) / ADAPTER_CONFIG).is_file():
+                break
+            name = str(record.get("input") or BASE)
+        return chain
+
+    def lineage(self, stage: str, base: Lineage | None = None) -> Lineage:
+        """`stage`'s model as base + adapters, with today's paths of this directory.
+
+        `base` is the run's base model (the runner passes its session's); without it the
+        base is resolved from the recipe's `model` (see `base_lineage`). A stage.json whose
+        folder holds no weights (written by hand, or by an old version) falls back to the
+        lineage it records: relative paths against this directory, absolute ones as they are.
+        """
+        if not self._has_weights(stage):
+            return self._from_record(self._recorded_lineage(stage), base)
+        chain = self.chain(stage)
+        adapters = [str(self.adapter_dir(n)) for n in chain]
+        if not (self.adapter_dir(chain[0]) / ADAPTER_CONFIG).is_file():  # a whole model, then adapters on it
+            return Lineage(str(self.model_dir(chain[0])), adapters[1:])
+        base = base or self.base_lineage(chain[0])
+        return Lineage(base.base, adapters, base.revision)
+
+    def relative_lineage(self, stage: str) -> dict[str, Any]:
+        """What stage.json records as `lineage`: `base` (the run's base model) or `<stage>/model`, then
+        `<stage>/adapter` folders, all relative to the run directory, so the record survives a move.
+
+        A stage folder without weights gives what its stage.json recorded."""
+        if not self._has_weights(stage):
+            return self._recorded_lineage(stage)
+        chain = self.chain(stage)
+        adapters = [f"{n}/{self.ADAPTER}" for n in chain]
+        if not (self.adapter_dir(chain[0]) / ADAPTER_CONFIG).is_file():
+            return {"base": f"{chain[0]}/{self.MODEL}", "adapters": adapters[1:]}
+        return {"base": BASE, "adapters": adapters}
+
+    def base_lineage(self, first_stage: str | None = None) -> Lineage:
+        """The run's base model, resolved from the recipe's `model` (relative to its `base_dir`, else the cwd).
+
+        When it does not resolve here, an old stage.json's recorded absolute base path is
+        used if that still exists.
+        """
+        from posttrain.models.resolve import resolve_model
+
+        recipe = self.recipe()
+        model = recipe.get("model") or {}
+        ref, revision = str(model.get("base", "")), model.get("revision")
+        base_dir = Path(recipe.get("base_dir") or Path.cwd())  # where the recipe's relative paths were read from
+        try:
+            resolved = resolve_model(ref, base_dir=base_dir, prefer_hub=bool(model.get("prefer_hub", False)))
+            if Path(resolved.path).exists() or not Path(resolved.path).is_absolute():
+                return Lineage(resolved.path, revision=revision)
+        except UserError:
+            pass
+        recorded = ((self.read_stage(first_stage) or {}).get("lineage") or {}).get("base") if first_stage else None
+        if recorded and recorded != BASE and Path(recorded).is_absolute() and Path(recorded).exists():
+            return Lineage(recorded, revision=revision)
+        raise UserError(f"cannot find the base model {ref!r} of {self.root} (not resolvable from here"
+                        + (f", and the recorded path {recorded!r} is gone)" if recorded else ")"))
+
+    def _has_weights(self, stage: str) -> bool:
+        return (self.adapter_dir(stage) / ADAPTER_CONFIG).is_file() or self.model_dir(stage).is_dir()
+
+    def _recorded_lineage(self, stage: str) -> dict[str, Any]:
+        recorded = (self.read_stage(stage) or {}).get("lineage")
+        if not isinstance(recorded, dict) or not recorded.get("base"):
+            raise UserError(f"{self.stage_dir(stage)} holds neither an adapter/ nor a model/, and its "
+                            f"{self.STAGE} records no lineage: stage {stage!r} has no weights")
+        return recorded
+
+    def _from_record(self, recorded: dict[str, Any], base: Lineage | None) -> Lineage:
+        def here(path: str) -> str:
+            return path if Path(path).is_absolute() else str(self.root / path)
+
+        adapters = [here(str(a)) for a in recorded.get("adapters") or []]
+        if recorded["base"] == BASE:
+            base = base or self.base_lineage()
+            return Lineage(base.base, adapters, base.revision)
+        return Lineage(here(str(recorded["base"])), adapters, recorded.get("revision"))
