@@ -264,7 +264,8 @@ class RunDir:
             return path if Path(path).is_absolute() else str(self.root / path)
 
         adapters = [here(str(a)) for a in recorded.get("adapters") or []]
-        if recorded["base"] == BASE:
-            base = base or self.base_lineage()
-            return Lineage(base.base, adapters, base.revision)
-        return Lineage(here(str(recorded["base"])), adapters, recorded.get("revision"))
+        start = str(recorded["base"])
+        if start != BASE and Path(here(start)).exists():  # a whole model in the run, or an old absolute base
+            return Lineage(here(start), adapters, recorded.get("revision"))
+        base = base or self.base_lineage()
+        return Lineage(base.base, adapters, base.revision)

@@ -61,7 +61,7 @@ def export_stage(
         done = {}
     job = ExportJob(
         out=out, recipe_name=recipe_name, stage_name=stage_name, chain=chain, lineage=lineage, model=model,
-        tokenizer=tokenizer, paths=dict(done.get("paths", {})), serving=dict(done.get("serving", {})),
+        tokenizer=tokenizer, paths=_where_now(done.get("paths", {}), out), serving=dict(done.get("serving", {})),
         card=dict(
             base_ref=model.base, base_path=lineage.base, recipe_name=recipe_name, stage=stage_name, chain=chain,
             scores=scores, base_scores=base_scores, adapters=lineage.adapters, stderrs=stderrs, recipe_path=recipe_path,
@@ -75,6 +75,8 @@ def export_stage(
     fresh: set[str] = set()
     for fmt in wanted:
         if fmt.name in written and not fresh.intersection(fmt.needs) and fmt.reusable(job):
+            if fmt.serve and fmt.name in job.paths:  # said with where the folder is now
+                serve[fmt.name] = fmt.serve(job, Path(job.paths[fmt.name]))
             continue
         fmt.write(job)
         fresh.add(fmt.name)
@@ -85,8 +87,16 @@ def export_stage(
         write_json(out / INDEX, {"fingerprint": marker, "formats": written, "paths": job.paths,
                                  "serving": job.serving, "serve": serve})
     if written:  # every card lists every engine this export serves with, whichever format came last
+        write_json(out / INDEX, {"fingerprint": marker, "formats": written, "paths": job.paths,
+                                 "serving": job.serving, "serve": serve})  # paths and commands as they are now
         _refresh_cards(job)
     return {fmt.name: job.paths[fmt.name] for fmt in wanted if fmt.name in job.paths}
+
+
+def _where_now(paths: dict[str, str], out: Path) -> dict[str, str]:
+    """The index's format folders (each `<out>/<format>`) where `out` is now: a run directory moved or copied
+    elsewhere reuses its exports in place, not at the paths they were written to."""
+    return {name: str(out / Path(path).name) for name, path in paths.items()}
 
 
 def _refresh_cards(job: ExportJob) -> None:

@@ -167,11 +167,15 @@ def read_exports(export_dir: Path) -> list[dict[str, Any]]:
     index = read_json(export_dir / "export.json") or {}
     paths: dict[str, str] = dict(index.get("paths") or {})
     out = []
+    # Where the index was written; a run directory moved since then has its exports here now.
+    written_at = {str(Path(p).parent) for p in paths.values()} - {str(export_dir)}
     for fmt, path in paths.items():
         entry: dict[str, Any] = {"format": fmt, "path": _where_now(path, export_dir)}
         for key in ("serving", "serve"):  # the format's serving section and command, as its declaration wrote them
             if (index.get(key) or {}).get(fmt):
                 entry[key] = index[key][fmt]
+                for old in written_at:
+                    entry[key] = entry[key].replace(old, str(export_dir))
         for manifest in (export_dir / fmt / "manifest.json", export_dir / f"{fmt}.json"):
             entry.update(read_json(manifest) or {})
         out.append(entry)
