@@ -18,6 +18,7 @@ from posttrain.export.formats import EXPORT_FORMATS, formats_for_stage
 from posttrain.export.job import ExportJob
 from posttrain.export.model_card import model_card
 from posttrain.fingerprint import fingerprint
+from posttrain.run_layout import RunDir
 from posttrain.rundir import read_json, write_json
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def export_stage(
     `final` is false for a run's stages before the last: they get whole-model formats only when they trained
     a whole model (see `ExportFormat.whole_model`). Returns format -> folder.
     """
-    out = out or stage_dir / "export"
+    out = out or stage_dir / RunDir.EXPORT
     wanted = formats_for_stage(formats, final=final, has_adapter=bool(lineage.adapters))
     marker = fingerprint(stage_fingerprint, scores)
     done = read_json(out / INDEX) or {}

@@ -13,6 +13,7 @@ from posttrain.report.compare import write_compare
 from posttrain.report.graph import when_run
 from posttrain.report.page import write_page
 from posttrain.report.sections import run_sections
+from posttrain.run_layout import RunDir
 
 __all__ = ["write_compare", "write_report"]
 
@@ -24,5 +25,5 @@ def write_report(run_dir: Path) -> Path:
     subtitle = f"run directory {run.run_dir} · stages: {stages}"
     if run.latest_run:
         subtitle += f" · latest run started {when_run(run.latest_run)}"
-    html_path, _ = write_page(run.run_dir, "report", f"posttrain run {run.name}", subtitle, run_sections([run]))
+    html_path, _ = write_page(run.run_dir, RunDir.REPORT, f"posttrain run {run.name}", subtitle, run_sections([run]))
     return html_path
