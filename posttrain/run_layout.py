@@ -179,18 +179,23 @@ class RunDir:
     def chain(self, stage: str) -> list[str]:
         """The stages whose weights make up `stage`, oldest first, back to the base or a whole model.
 
-        Read from each stage.json's `input` and from what the folder holds: an
-        `adapter/` extends its input's lineage, anything else (a `model/`) starts one.
+        Read from each stage.json's `input` and from what the folder holds: an `adapter/`
+        extends its input's lineage, a `model/` starts one, and a stage with neither kept
+        its input's model (it adds no weights).
         """
-        chain, name = [], stage
+        chain: list[str] = []
+        name, seen = stage, set()
         while name != BASE:
-            if name in chain:
+            if name in seen:
                 raise UserError(f"stage inputs in {self.root} form a loop at {name!r}")
+            seen.add(name)
             record = self.read_stage(name)
             if record is None:
                 raise UserError(f"{self.stage_file(name)} is missing; the run directory is incomplete")
-            chain.insert(0, name)
-            if not (self.adapter_dir(name) / ADAPTER_CONFIG).is_file():
+            if (self.adapter_dir(name) / ADAPTER_CONFIG).is_file():
+                chain.insert(0, name)
+            elif self.model_dir(name).is_dir():
+                chain.insert(0, name)
                 break
             name = str(record.get("input") or BASE)
         return chain
@@ -207,30 +212,32 @@ class RunDir:
             return self._from_record(self._recorded_lineage(stage), base)
         chain = self.chain(stage)
         adapters = [str(self.adapter_dir(n)) for n in chain]
-        if not (self.adapter_dir(chain[0]) / ADAPTER_CONFIG).is_file():  # a whole model, then adapters on it
+        if chain and not (self.adapter_dir(chain[0]) / ADAPTER_CONFIG).is_file():  # a whole model, adapters on it
             return Lineage(str(self.model_dir(chain[0])), adapters[1:])
-        base = base or self.base_lineage(chain[0])
+        base = base or self.base_lineage(chain[0] if chain else None)
         return Lineage(base.base, adapters, base.revision)
 
-    def relative_lineage(self, stage: str) -> dict[str, Any]:
-        """What stage.json records as `lineage`: `base` (the run's base model) or `<stage>/model`, then
-        `<stage>/adapter` folders, all relative to the run directory, so the record survives a move.
+    def lineage_record(self, lineage: Lineage, base: Lineage) -> dict[str, Any]:
+        """What stage.json records as a stage's `lineage`: `base` for the run's base model, and every path in
+        this directory relative to it (`sft/adapter`, `distill/model`), so the record survives a move."""
 
-        A stage folder without weights gives what its stage.json recorded."""
-        if not self._has_weights(stage):
-            return self._recorded_lineage(stage)
-        chain = self.chain(stage)
-        adapters = [f"{n}/{self.ADAPTER}" for n in chain]
-        if not (self.adapter_dir(chain[0]) / ADAPTER_CONFIG).is_file():
-            return {"base": f"{chain[0]}/{self.MODEL}", "adapters": adapters[1:]}
-        return {"base": BASE, "adapters": adapters}
+        def relative(path: str) -> str:
+            try:
+                return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+            except ValueError:  # outside the run directory (a stage may start from any model)
+                return path
+
+        start = BASE if lineage.base == base.base else relative(lineage.base)
+        return {"base": start, "adapters": [relative(a) for a in lineage.adapters]}
 
     def base_lineage(self, first_stage: str | None = None) -> Lineage:
-        """The run's base model, resolved from the recipe's `model` (relative to its `base_dir`, else the cwd).
+        """The run's base model, resolved from the recipe's `model` (relative to its `base_dir`, else the cwd)
+        as a run's session resolves it (`quantize: 4bit`: the dequantized NF4 base its adapters trained on).
 
         When it does not resolve here, an old stage.json's recorded absolute base path is
         used if that still exists.
         """
+        from posttrain.models.loading import start_of_lineages
         from posttrain.models.resolve import resolve_model
 
         recipe = self.recipe()
@@ -239,8 +246,9 @@ class RunDir:
         base_dir = Path(recipe.get("base_dir") or Path.cwd())  # where the recipe's relative paths were read from
         try:
             resolved = resolve_model(ref, base_dir=base_dir, prefer_hub=bool(model.get("prefer_hub", False)))
-            if Path(resolved.path).exists() or not Path(resolved.path).is_absolute():
-                return Lineage(resolved.path, revision=revision)
+            if Path(resolved.path).exists() or not Path(resolved.path).is_absolute():  # a folder, or a hub id
+                return start_of_lineages(resolved, quantize=model.get("quantize"), revision=revision,
+                                         trust_remote_code=bool(model.get("trust_remote_code", False)))
         except UserError:
             pass
         recorded = ((self.read_stage(first_stage) or {}).get("lineage") or {}).get("base") if first_stage else None

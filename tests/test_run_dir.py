@@ -57,14 +57,21 @@ def test_lineage_follows_inputs_back_to_the_base_or_a_whole_model(tmp_path: Path
     assert run.chain("dpo") == ["sft", "dpo"]
     assert run.lineage("dpo", base) == Lineage("/models/base", [str(r / "sft/adapter"), str(r / "dpo/adapter")], "v1")
     assert run.chain("polish") == ["distill", "polish"]
+    run.write_stage("noop", {"input": "sft", "status": "completed"})  # keeps its input's model: adds no weights
+    run.write_stage("after", {"input": "noop", "status": "completed"})
+    run.adapter_dir("after").mkdir(parents=True)
+    (run.adapter_dir("after") / "adapter_config.json").write_text("{}")
+    assert run.chain("after") == ["sft", "after"]
     assert run.lineage("polish") == Lineage(str(r / "distill/model"), [str(r / "polish/adapter")])
-    assert run.relative_lineage("dpo") == {"base": "base", "adapters": ["sft/adapter", "dpo/adapter"]}
-    assert run.relative_lineage("polish") == {"base": "distill/model", "adapters": ["polish/adapter"]}
+    assert run.lineage_record(run.lineage("dpo", base), base) == {"base": "base", "adapters": ["sft/adapter", "dpo/adapter"]}
+    assert run.lineage_record(run.lineage("polish"), base) == {"base": "distill/model", "adapters": ["polish/adapter"]}
+    outside = Lineage("/models/other", ["/adapters/x"])  # a model from outside the run keeps its absolute paths
+    assert run.lineage_record(outside, base) == {"base": "/models/other", "adapters": ["/adapters/x"]}
     assert run.lineage("dpo").base == "some/hub-model"  # without a base: the recipe's, resolved from here
 
     moved = RunDir(shutil.move(str(r), str(tmp_path / "elsewhere")))
     assert moved.lineage("dpo", base).adapters == [str(moved.root / "sft/adapter"), str(moved.root / "dpo/adapter")]
-    assert moved.relative_lineage("dpo") == {"base": "base", "adapters": ["sft/adapter", "dpo/adapter"]}
+    assert moved.lineage("polish") == Lineage(str(moved.root / "distill/model"), [str(moved.root / "polish/adapter")])
 
 
 def test_a_stage_json_of_an_older_version_still_reads(tmp_path: Path) -> None:

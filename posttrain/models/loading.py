@@ -8,7 +8,10 @@ from typing import Any
 import torch
 
 from posttrain.errors import UserError
+from posttrain.fingerprint import fingerprint
+from posttrain.models.lineage import Lineage
 from posttrain.models.precision import Purpose, attention_implementation, weights_dtype
+from posttrain.models.resolve import ResolvedModel, cache_root
 
 
 def torch_dtype(name: str, purpose: Purpose = "full") -> torch.dtype:
@@ -90,6 +93,20 @@ def nf4_config(dtype: str = "auto") -> Any:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(dtype),
         bnb_4bit_use_double_quant=False,
     )
+
+
+def start_of_lineages(
+    base: ResolvedModel, *, quantize: str | None = None, revision: str | None = None, trust_remote_code: bool = False
+) -> Lineage:
+    """Where every lineage of a recipe's model starts; with `quantize: 4bit`, the dequantized NF4 base (made once).
+
+    The session of a run and a run directory read back later (`RunDir.base_lineage`) both start here, so an
+    export or evaluation of a QLoRA stage merges into the weights it was trained against.
+    """
+    if quantize == "4bit":
+        cache = cache_root() / "models" / f"nf4-{fingerprint(base.identity, revision)}"
+        return Lineage(str(dequantized_base(base.path, cache, trust_remote_code=trust_remote_code, revision=revision)))
+    return Lineage(base.path, revision=revision)
 
 
 def dequantized_base(

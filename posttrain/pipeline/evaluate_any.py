@@ -104,8 +104,8 @@ def _stage_target(ref: str, stage_dir: Path) -> EvalTarget:
     if status.get("status") != "completed":
         raise UserError(f"cannot evaluate {ref!r}: stage {label} has not completed (status {status.get('status')!r})")
     lineage = run.lineage(stage)
-    # The stage's identity does not depend on where the run directory is: a moved run scores under the same key.
-    identity = fingerprint("stage", status.get("fingerprint", ""), run.relative_lineage(stage))
+    # The recorded lineage is relative to the run directory: a moved run scores under the same key.
+    identity = fingerprint("stage", status.get("fingerprint", ""), status.get("lineage") or {})
     return EvalTarget(ref, label, identity, lineage.base, lambda: materialize(lineage))
 
 

@@ -265,7 +265,7 @@ def _train(
     seconds = time.time() - started
     entry.update(outcome="resumed" if stage.resume_from else "trained", seconds=seconds)
     status.update(
-        status="completed", seconds=seconds, finished=time.time(), lineage=run.relative_lineage(stage.name),
+        status="completed", seconds=seconds, finished=time.time(), lineage=run.lineage_record(result.lineage, session.base_lineage),
         metrics=result.metrics, facts=facts_to_json(result.facts),
     )
     run.write_stage(stage.name, status)

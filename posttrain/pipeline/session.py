@@ -15,9 +15,9 @@ from rich.console import Console
 
 from posttrain.fingerprint import fingerprint
 from posttrain.models.lineage import Lineage
-from posttrain.models.loading import dequantized_base, load_tokenizer
+from posttrain.models.loading import load_tokenizer, start_of_lineages
 from posttrain.models.precision import precision_key
-from posttrain.models.resolve import ResolvedModel, cache_root, resolve_model
+from posttrain.models.resolve import ResolvedModel, resolve_model
 from posttrain.recipe.loader import LoadedRecipe
 from posttrain.recipe.schema import Recipe
 
@@ -38,12 +38,9 @@ class RunSession:
     def base_lineage(self) -> Lineage:
         """Where every lineage starts; with `model.quantize: 4bit`, the dequantized NF4 base (made once)."""
         model = self.recipe.model
-        if model.quantize == "4bit":
-            cache = cache_root() / "models" / f"nf4-{fingerprint(self.base.identity, model.revision)}"
-            return Lineage(str(dequantized_base(
-                self.base.path, cache, trust_remote_code=model.trust_remote_code, revision=model.revision
-            )))
-        return Lineage(self.base.path, revision=model.revision)
+        return start_of_lineages(
+            self.base, quantize=model.quantize, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
 
     @property
     def base_fingerprint(self) -> str:
