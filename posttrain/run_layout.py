@@ -25,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from posttrain.errors import UserError
 from posttrain.models.lineage import ADAPTER_CONFIG, Lineage
@@ -138,7 +139,11 @@ class RunDir:
         """The resolved recipe as plain data ({} when there is none)."""
         if not self.recipe_file.is_file():
             return {}
-        data = yaml.safe_load(self.recipe_file.read_text(encoding="utf-8"))
+        # YAML 1.2, the dialect the runner writes it in (it also quotes what 1.1 readers would misread)
+        try:
+            data = YAML(typ="safe", pure=True).load(self.recipe_file.read_text(encoding="utf-8"))
+        except YAMLError as exc:
+            raise UserError(f"{self.recipe_file}: not valid YAML ({exc}); rerun the recipe to write it again") from None
         return data if isinstance(data, dict) else {}
 
     def write_recipe(self, text: str) -> None:
