@@ -7,23 +7,10 @@ their trainer libraries inside `run`, so collecting the declarations is cheap.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from posttrain.plugins import declarations_in
 from posttrain.stagekit import StageType
 
-
-def _declared_in_this_package() -> dict[str, StageType]:
-    found: dict[str, StageType] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        declaration = getattr(module, "STAGE", None)
-        if isinstance(declaration, StageType):
-            found[declaration.name] = declaration
-    return found
-
-
-STAGES: dict[str, StageType] = _declared_in_this_package()
+STAGES: dict[str, StageType] = declarations_in(__name__, __path__, "STAGE", StageType)
 """Stage type name → its declaration."""
 
 

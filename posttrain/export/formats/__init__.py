@@ -8,25 +8,13 @@ heavy libraries inside `write`, so collecting the declarations is cheap.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterable
 
 from posttrain.errors import UserError
 from posttrain.export.declaration import ExportFormat
+from posttrain.plugins import declarations_in
 
-
-def _declared_in_this_package() -> dict[str, ExportFormat]:
-    found: dict[str, ExportFormat] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        declaration = getattr(module, "FORMAT", None)
-        if isinstance(declaration, ExportFormat):
-            found[declaration.name] = declaration
-    return found
-
-
-EXPORT_FORMATS: dict[str, ExportFormat] = _declared_in_this_package()
+EXPORT_FORMATS: dict[str, ExportFormat] = declarations_in(__name__, __path__, "FORMAT", ExportFormat)
 """Format name → its declaration."""
 
 
