@@ -88,10 +88,6 @@ class RunDir:
         return self.root / f"{self.REPORT}.md"
 
     @property
-    def report_images(self) -> Path:
-        return self.root / self.REPORT
-
-    @property
     def data_root(self) -> Path:
         return self.root / self.DATA
 
