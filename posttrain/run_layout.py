@@ -53,6 +53,9 @@ class RunDir:
     DATA = "data"
     LEADERBOARD = "leaderboard.md"
     REPORT = "report"
+    ARTIFACT_SCORES = "scored"
+    """Under a stage's export folder: one folder per exported artifact scored inside its engine."""
+    ARTIFACT = "artifact.json"
     """Stem of report.html and report.md, and the folder of the report's images."""
 
     def __init__(self, root: Path | str) -> None:
@@ -121,6 +124,16 @@ class RunDir:
 
     def export_dir(self, stage: str) -> Path:
         return self.stage_dir(stage) / self.EXPORT
+
+    def artifact_score_dir(self, stage: str, artifact: str) -> Path:
+        """Where an exported artifact's score in its engine lives (`q4_k_m`, `q8_0`, `vllm`): `eval.json` and
+        `samples/` as a stage's evaluation, plus `artifact.json` (engine, file, size, speed, parity, verdicts)."""
+        return self.export_dir(stage) / self.ARTIFACT_SCORES / artifact
+
+    def scored_artifacts(self, stage: str) -> list[str]:
+        """The artifacts of `stage` scored in their engine (those with an `artifact.json`), by name."""
+        folder = self.export_dir(stage) / self.ARTIFACT_SCORES
+        return sorted(p.parent.name for p in folder.glob(f"*/{self.ARTIFACT}")) if folder.is_dir() else []
 
     # --- what the directory holds ------------------------------------------------------------------------------
 
