@@ -6,7 +6,12 @@
 #
 #   scripts/setup_engines.sh            both engines
 #   scripts/setup_engines.sh vllm       only vLLM
-#   scripts/setup_engines.sh llama-cpp  only llama.cpp
+#   scripts/setup_engines.sh llama-cpp  only llama.cpp (its Python server included)
+#   scripts/setup_engines.sh tools      only llama.cpp's converter scripts (GGUF export)
+#
+# The llama-cpp-python sdist is downloaded once: the native build and the GGUF
+# converter (vendor/llama.cpp/convert_*.py with its gguf-py) come from the same
+# file, so the converter, the quantizer and the engine are one llama.cpp.
 #
 # Location: ${POSTTRAIN_ENGINES:-$HOME/.cache/posttrain/engines}
 set -euo pipefail
@@ -38,29 +43,64 @@ setup_vllm() {
   echo "vllm: installed in $venv in $((SECONDS - t0)) s"
 }
 
+fetch_sdist() {
+  local sdist_dir="$ENGINES/sdist"
+  mkdir -p "$sdist_dir"
+  if ! ls "$sdist_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz >/dev/null 2>&1; then
+    "$PYTHON" -m pip download -q --no-deps --no-binary :all: --dest "$sdist_dir" \
+      "llama-cpp-python==$LLAMA_CPP_VERSION"
+  fi
+  ls "$sdist_dir"/llama_cpp_python-"$LLAMA_CPP_VERSION".tar.gz
+}
+
 setup_llama_cpp() {
-  local venv="$ENGINES/llama-cpp-venv" stamp="$ENGINES/llama-cpp-venv/.installed-$LLAMA_CPP_VERSION"
+  local venv="$ENGINES/llama-cpp-venv" stamp="$ENGINES/llama-cpp-venv/.installed-$LLAMA_CPP_VERSION-server"
   local wheels="$ENGINES/wheels"
   if [ -f "$stamp" ]; then echo "llama-cpp: ready in $venv"; return; fi
-  local t0=$SECONDS
+  local t0=$SECONDS sdist
+  sdist="$(fetch_sdist)"
   mkdir -p "$wheels"
   if ! ls "$wheels"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
     CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-      "$PYTHON" -m pip wheel -q --no-deps --no-binary llama-cpp-python \
-      --wheel-dir "$wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
+      "$PYTHON" -m pip wheel -q --no-deps --wheel-dir "$wheels" "$sdist"
   fi
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q --find-links "$wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
-  "$venv/bin/python" -c "import llama_cpp, sys; print('llama_cpp', llama_cpp.__version__, file=sys.stderr)"
+  # [server]: the OpenAI-compatible server an exported GGUF is scored through.
+  "$venv/bin/pip" install -q --find-links "$wheels" "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+  "$venv/bin/python" -c "import llama_cpp, llama_cpp.server, sys; print('llama_cpp', llama_cpp.__version__, file=sys.stderr)"
   touch "$stamp"
   echo "llama-cpp: installed in $venv in $((SECONDS - t0)) s"
 }
 
+# llama.cpp's own converters (HF model and LoRA adapter → GGUF) and the gguf-py they
+# import, extracted from the pinned sdist. They run in posttrain's environment
+# (torch, transformers, sentencepiece) with PYTHONPATH=<tools>/gguf-py.
+setup_tools() {
+  local tools="$ENGINES/llama-cpp-tools/$LLAMA_CPP_VERSION" stamp
+  stamp="$tools/.installed"
+  if [ -f "$stamp" ]; then echo "llama-cpp tools: ready in $tools"; return; fi
+  local sdist tmp
+  sdist="$(fetch_sdist)"
+  tmp="$(mktemp -d)"
+  tar -xzf "$sdist" -C "$tmp" --wildcards \
+    "*/vendor/llama.cpp/convert_*.py" "*/vendor/llama.cpp/gguf-py/*" "*/vendor/llama.cpp/conversion/*" \
+    "*/vendor/llama.cpp/models/templates/*" 2>/dev/null || \
+  tar -xzf "$sdist" -C "$tmp" --wildcards "*/vendor/llama.cpp/convert_*.py" "*/vendor/llama.cpp/gguf-py/*"
+  rm -rf "$tools"
+  mkdir -p "$(dirname "$tools")"
+  mv "$tmp"/*/vendor/llama.cpp "$tools"
+  rm -rf "$tmp"
+  test -f "$tools/convert_hf_to_gguf.py" && test -f "$tools/convert_lora_to_gguf.py"
+  touch "$stamp"
+  echo "llama-cpp tools: extracted to $tools"
+}
+
 case "$want" in
-  all) setup_vllm; setup_llama_cpp ;;
+  all) setup_vllm; setup_llama_cpp; setup_tools ;;
   vllm) setup_vllm ;;
   llama-cpp) setup_llama_cpp ;;
-  *) echo "usage: $0 [all|vllm|llama-cpp]" >&2; exit 2 ;;
+  tools) setup_tools ;;
+  *) echo "usage: $0 [all|vllm|llama-cpp|tools]" >&2; exit 2 ;;
 esac

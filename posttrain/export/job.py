@@ -41,6 +41,11 @@ class ExportJob:
     """Format -> the folder it wrote."""
     serving: dict[str, str] = field(default_factory=dict)
     """Format -> the markdown section on serving it, shown on every model card of the export."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Format -> its settings from the recipe's `export:` block (`{"gguf": {"quants": ["q4_k_m"]}}`)."""
+
+    def setting(self, fmt: str, key: str, default: Any = None) -> Any:
+        return self.settings.get(fmt, {}).get(key, default)
 
     @property
     def name(self) -> str:

@@ -21,10 +21,35 @@ if TYPE_CHECKING:
     from posttrain.export.declaration import ExportFormat
 
 
+GgufQuant = Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m"]
+
+
+class GgufSpec(Strict):
+    """How the `gguf` format quantizes the merged model (llama.cpp's own converter, then its quantizer)."""
+
+    quants: list[GgufQuant] = Field(
+        default_factory=lambda: ["q4_k_m", "q8_0"], min_length=1,
+        description="llama.cpp file types to write besides the f16 file every GGUF export holds: q4_k_m "
+        "(Ollama's default, the laptop size), q5_k_m, q6_k, q8_0, bf16, f16. The first is the one Ollama's "
+        "Modelfile and the serve command use.",
+    )
+
+
 class ExportSpec(Strict):
     """Which formats to export; `recipe_model()` narrows `formats` to the registered formats."""
 
     formats: list[str] = Field(default_factory=lambda: _default_formats(), description="Export formats.")
+    gguf: GgufSpec = Field(default_factory=GgufSpec, description="Settings of the `gguf` format.")
+    evaluate: bool = Field(
+        False,
+        description="Score each exported artifact inside the engine that runs it, on the recipe's eval tasks: "
+        "every gguf quant in llama.cpp's server, the vllm adapter in vLLM's OpenAI server. Each becomes a "
+        "leaderboard row `<stage>@<artifact>` with its interval and a paired test against the merged model.",
+    )
+
+    def format_settings(self) -> dict[str, dict[str, Any]]:
+        """Format name -> its settings block, as `ExportJob.settings` carries them to the writers."""
+        return {"gguf": self.gguf.model_dump()}
 
 
 def _default_formats() -> list[str]:
