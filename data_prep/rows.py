@@ -61,7 +61,19 @@ def texts(data: dict[str, Any], kind: str, field: str = "all") -> list[str]:
 
 def dumps(data: Any) -> str:
     # default=str: parquet/hub rows can carry dates or decimals in extra columns.
-    return json.dumps(data, ensure_ascii=False, default=str)
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    if has_lone_surrogates(text):  # as written, not encodable in UTF-8; escaped, it is plain JSON
+        text = json.dumps(data, ensure_ascii=True, default=str)
+    return text
+
+
+def has_lone_surrogates(text: str) -> bool:
+    """Whether `text` holds a lone UTF-16 surrogate (JSON's `"\\ud83d"` decodes to one): no UTF-8 for it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def preview(value: Any, limit: int = 400) -> str:
@@ -69,7 +81,7 @@ def preview(value: Any, limit: int = 400) -> str:
     if isinstance(value, bytes):
         text = value[:limit].decode("utf-8", errors="replace")
     elif isinstance(value, str):
-        text = value
+        text = value.encode("utf-8", "replace").decode("utf-8") if has_lone_surrogates(value) else value
     else:
         text = dumps(value)
     return text if len(text) <= limit else text[:limit] + f"... [{len(text)} chars]"

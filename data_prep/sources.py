@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from data_prep.errors import DataPrepError
+from data_prep.rows import has_lone_surrogates
 from data_prep.spec import SourceSpec
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
@@ -113,6 +114,8 @@ def _parse_json_line(lineno: int, chunk: bytes) -> Record:
         return Record(
             lineno, None, ("not_an_object", f"expected a JSON object, got {type(value).__name__}"), text
         )
+    if "\\u" in text and has_lone_surrogates(json.dumps(value, ensure_ascii=False, default=str)):
+        return Record(lineno, None, ("invalid_unicode", "a \\uD800-\\uDFFF escape with no pair (no UTF-8 for it)"), text)
     return Record(lineno, value)
 
 
@@ -130,8 +133,13 @@ def _iter_json(path: Path, max_line_bytes: int) -> Iterator[Record]:
         items = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataPrepError(f"{path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise DataPrepError(f"{path} is not valid JSON: nesting too deep") from None
     for i, item in enumerate(items, start=1):
-        if isinstance(item, dict):
+        if isinstance(item, dict) and has_lone_surrogates(json.dumps(item, ensure_ascii=False, default=str)):
+            yield Record(i, None, ("invalid_unicode", "a \\uD800-\\uDFFF escape with no pair (no UTF-8 for it)"),
+                         item)
+        elif isinstance(item, dict):
             yield Record(i, item)
         else:
             yield Record(
@@ -143,7 +151,7 @@ def _decode_cell(key: str, value: Any) -> Any:
     if key in _STRUCTURED and isinstance(value, str) and value[:1] in ("[", "{"):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # left as text: the row's format check rejects it
             return value
     return value
 
@@ -184,7 +192,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
             if not cells:
                 continue
             raw = ",".join(cells)
-            if any(_has_surrogates(c) for c in cells):
+            if any(has_lone_surrogates(c) for c in cells):
                 yield Record(
                     line,
                     None,
@@ -198,26 +206,29 @@ def _csv_records(path: Path) -> Iterator[Record]:
                 yield Record(line, {k: _decode_cell(k, v) for k, v in zip(header, cells, strict=True)})
 
 
-def _has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _iter_parquet(path: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:
-        raise DataPrepError(f"{path} is not a readable Parquet file: {e}") from None
+        raise DataPrepError(f"{path} is not a readable Parquet file: {_first_line(e)}") from None
     i = 0
-    for batch in pf.iter_batches(batch_size=1024):
+    batches = pf.iter_batches(batch_size=1024)
+    while True:
+        try:  # a damaged page shows only when it is read
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise DataPrepError(f"{path} is not a readable Parquet file: {_first_line(e)} (after row {i})") from None
         for item in batch.to_pylist():
             i += 1
             yield Record(i, {k: _decode_cell(k, v) for k, v in item.items()})
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _load_hub(src: SourceSpec) -> Any:
