@@ -227,7 +227,7 @@ def read_json_or_why(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"{path.name} could not be read ({type(exc).__name__})"
     except json.JSONDecodeError as exc:  # typically a file cut short by a kill
-        return None, f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})"
+        return None, f"{path.name} is not valid JSON ({exc})"
     if not isinstance(data, dict):
         return None, f"{path.name} holds a {type(data).__name__}, not an object"
     return data, None

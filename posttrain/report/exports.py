@@ -155,7 +155,7 @@ def _parity_cell(name: str, label: str, check: Any, notes: list[str]) -> Cell:
     mark = MARKS[check["ok"]]
     detail = str(check.get("detail") or "").strip()
     if check["ok"] is not True:  # a failure, or why the check does not apply: a markdown reader needs it too
-        notes.append(f"{name}: {label} {mark}" + (f" {detail}" if detail else ""))
+        notes.append(f"{name}: {label} {mark}" + (f": {detail}" if detail else ""))
     return Cell(mark, "fail" if check["ok"] is False else "", detail)
 
 

@@ -177,6 +177,7 @@ def quality_size_png(title: str, panels: Sequence[QualityPanel]) -> bytes | None
         ax.set_ylabel("score", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        ax.margins(y=0.12)  # the labels above the highest point stay inside the panel
         if panel.reference is not None:
             ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
