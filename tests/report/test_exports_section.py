@@ -150,7 +150,7 @@ def test_damaged_and_partial_files_are_said_not_crashed(scored_run: Path, scored
     ]
 
 
-def test_without_scored_artifacts_the_section_is_the_formats_table(fake_run: Path, scored_artifact_writer) -> None:
+def test_without_scored_artifacts_the_section_is_the_formats_table(fake_run: Path) -> None:
     write_report(fake_run)
     md = _exports_md(fake_run)
     assert md.startswith("| stage | format | path | checks | serve with |")
@@ -182,3 +182,32 @@ def test_the_page_check_finds_the_section_and_its_plot(scored_run: Path, browser
     problems, _ = page_checks._check_scored(without_plot, {"grpo": ["q4_k_m", "q8_0", "bf16"]})
     assert problems == ["exports: grpo's artifacts bf16 are neither rows nor notes",
                         "exports: no quality-vs-size plot for grpo"]
+
+
+def test_an_artifact_json_without_task_results_is_completed_from_the_samples(scored_run: Path) -> None:
+    path = scored_run / "grpo" / "export" / "scored" / "q4_k_m" / "artifact.json"
+    record = json.loads(path.read_text())
+    del record["tasks"]
+    path.write_text(json.dumps(record))
+    write_report(scored_run)
+    md = _exports_md(scored_run)
+    # score and interval from its eval.json, Δ from the two scores, the paired test from both samples/ folders
+    assert ("| q4_k_m | llama.cpp 0.3.36 | 0.500 [0.25, 0.75] | -0.500 | ▼ loses 0.50, significant (p = 0.0312) | 1.2 |"
+            in md)
+    assert "- q4_k_m: artifact.json has no tasks (a scoring cut short or an older one)\n" in md
+
+
+def test_fields_of_the_wrong_shape_become_dashes_and_notes(scored_run: Path) -> None:
+    path = scored_run / "grpo" / "export" / "scored" / "q8_0" / "artifact.json"
+    path.write_text(json.dumps({
+        "artifact": "q8_0", "engine": "llama.cpp", "tasks": {"pt_arith": {"score": "high", "ci95": [0.1], "delta": None}},
+        "skipped_tasks": ["pt_arith"], "size_bytes": "2 MB", "file": 7, "command": ["llama-server"],
+        "speed": {"prompt_tokens_per_s": "fast", "generation_tokens_per_s": float("nan")}, "parity": ["ok"],
+    }))
+    write_report(scored_run)
+    md = _exports_md(scored_run)
+    # the score falls back to its eval.json (still intact), the paired test to both samples/ folders; what it
+    # cannot read (a string size, a NaN speed, a list for parity) is a dash or a "?"
+    row = next(line for line in md.splitlines() if line.startswith("| q8_0 |"))
+    assert row == "| q8_0 | llama.cpp | 0.917 [0.65, 0.99] | -0.083 | within noise (p = 1) | - | - | - | - | ? | ? | ? | - |"
+    assert "- q8_0: chat template not recorded\n" in md
