@@ -10,7 +10,9 @@ one line per page with the sections found, then each problem; exits 1 when a pag
 A report passes when the page's script ran without an error, every section is there and not
 empty (stage graph, data, training curves with a drawn plot per trained stage, the eval table
 with base and every evaluated stage, held-out objectives, answers side by side with every
-model's answer, exports), and every plot decoded. The board passes when it lists every
+model's answer, exports; where artifacts were scored in their engines, per such stage a table
+starting with the merged model, each artifact a row or a note, and a quality-vs-size plot),
+and every plot decoded. The board passes when it lists every
 evaluated model of every run with a report, its run links open existing files, and the task
 filter shows exactly the rows scored on the chosen task.
 
@@ -225,9 +227,47 @@ def check_report(browser: Browser, page: Path) -> PageCheck:
     if not any(row[1] != "none" for row in exports) or unlisted:
         check.problems.append(f"exports: {len(exports)} rows, stages not listed: {', '.join(unlisted) or '-'}")
     check.found["Exports"] = ", ".join(f"{row[0]} {row[1]}" for row in exports)
+    scored = scored_on_disk(run_dir)
+    if scored:
+        problems, summary = _check_scored(sections.get("exports", ""), scored)
+        check.problems += problems
+        check.found["Exports"] += f"; scored in their engines: {summary}"
     present = {title for sid, title in REPORT_SECTIONS.items() if sid in sections}
     check.found = {title: summary for title, summary in check.found.items() if title in present}  # what the page has
     return check
+
+
+def scored_on_disk(run_dir: Path) -> dict[str, list[str]]:
+    """Stage → its artifacts scored in their engine (`<stage>/export/scored/<artifact>/artifact.json`)."""
+    out: dict[str, list[str]] = {}
+    for record in sorted(run_dir.glob("*/export/scored/*/artifact.json")):
+        out.setdefault(record.parents[3].name, []).append(record.parent.name)
+    return out
+
+
+def _check_scored(exports: str, scored: dict[str, list[str]]) -> tuple[list[str], str]:
+    """The Exports section of a run with scored artifacts: per stage a table starting with the merged model, a row
+    per artifact (or a note naming one whose files could not be read), and its quality-vs-size plot drawn."""
+    problems = []
+    tables = re.findall(r"<h3>([^<]*)</h3>\s*(<table class=\"scored\">.*?</table>)(.*?)(?=<h3>|$)", exports, re.S)
+    by_stage = {title.split(":", 1)[0]: (table, after) for title, table, after in tables}
+    plots = {alt.removeprefix("quality vs size of "): shown for alt, shown in shown_plots(exports)}
+    for stage, artifacts in scored.items():
+        if stage not in by_stage:
+            problems.append(f"exports: no table of the artifacts of {stage} scored in their engines")
+            continue
+        table, after = by_stage[stage]
+        rows = [row[0] for row in table_rows(table, "scored")]
+        notes = re.sub(r"<[^>]+>", " ", after)
+        if not rows or rows[0] != "merged":
+            problems.append(f"exports: the table of {stage} does not start with the merged model (rows {rows})")
+        unshown = [a for a in artifacts if a not in rows and f"{a}:" not in notes]
+        if unshown:
+            problems.append(f"exports: {stage}'s artifacts {', '.join(unshown)} are neither rows nor notes")
+        if stage not in plots and len(rows) > 1:
+            problems.append(f"exports: no quality-vs-size plot for {stage}")
+    summary = ", ".join(f"{stage}: {', '.join(artifacts)}" for stage, artifacts in scored.items())
+    return problems, summary
 
 
 def check_board(browser: Browser, page: Path) -> PageCheck:

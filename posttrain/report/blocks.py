@@ -21,20 +21,30 @@ class Section:
     """File name → PNG bytes: inlined in the HTML, written beside report.md and linked from it."""
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A cell with more than its text: a CSS class (a significant change, a failed check) and a tooltip.
+
+    The text is what both renderings show; the class and tooltip exist in the HTML only, so anything a
+    markdown reader needs too belongs in the text or in a note under the table."""
+
+    text: str
+    css: str = ""
+    tip: str = ""
+
+
 @dataclass
 class Table:
-    """A table rendered both ways; cells are plain text (escaped on the way out)."""
+    """A table rendered both ways; cells are plain text (escaped on the way out) or `Cell`s."""
 
     header: list[str]
-    rows: list[list[str]]
+    rows: list[list[str | Cell]]
     numeric: set[int] = field(default_factory=set)
 
     def html(self, css: str = "") -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join(
-            "<tr>" + "".join(
-                f"<td{' class=num' if i in self.numeric else ''}>{html.escape(c)}</td>" for i, c in enumerate(row)
-            ) + "</tr>"
+            "<tr>" + "".join(_html_cell(c, i in self.numeric) for i, c in enumerate(row)) + "</tr>"
             for row in self.rows
         )
         return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -48,7 +58,16 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
-def _md_cell(text: str) -> str:
+def _html_cell(cell: str | Cell, numeric: bool) -> str:
+    if isinstance(cell, str):
+        return f"<td{' class=num' if numeric else ''}>{html.escape(cell)}</td>"
+    classes = " ".join(c for c in ("num" if numeric else "", cell.css) if c)
+    attrs = (f" class='{classes}'" if classes else "") + (f" title='{html.escape(cell.tip)}'" if cell.tip else "")
+    return f"<td{attrs}>{html.escape(cell.text)}</td>"
+
+
+def _md_cell(cell: str | Cell) -> str:
+    text = cell.text if isinstance(cell, Cell) else cell
     return text.replace("|", "\\|").replace("\n", "<br>")
 
 

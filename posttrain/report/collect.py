@@ -3,7 +3,9 @@
 Only files are read (stage.json, metrics.jsonl, eval.json, samples/, objective.json,
 export/), so a report can be written for any run at any time, by the run itself or
 by `posttrain report` later. Files another part of posttrain has not written yet
-(samples, objectives, export manifests) are simply absent from the result.
+(samples, objectives, export manifests) are simply absent from the result. An exported
+artifact scored in its engine (`<stage>/export/scored/<artifact>/`) whose files are
+damaged or cut short is kept with what could be read and a sentence saying what could not.
 """
 
 from __future__ import annotations
@@ -59,6 +61,27 @@ class StageData:
     """What each run did with the stage, oldest first (stage.json `history`, see rundir.with_history)."""
     panels: tuple[Panel, ...] = COMMON_PANELS
     """The training-curve panels its stage type declared (stage.json `report`), after the common ones."""
+    scored: list[ScoredArtifact] = field(default_factory=list)
+    """Its exported artifacts scored inside their engines (`export/scored/<artifact>/`), by name."""
+    merged_bytes: int | None = None
+    """Size on disk of its merged export (the `merged` format's folder): the reference scored artifacts are
+    compared with, in transformers; None when that format was not exported."""
+
+
+@dataclass
+class ScoredArtifact:
+    """One exported artifact scored in its engine: artifact.json as written, its evaluation, what was unreadable."""
+
+    name: str
+    """The folder's name (`q4_k_m`, `q8_0`, `vllm`)."""
+    folder: Path
+    record: dict[str, Any] | None
+    """artifact.json (ARCHITECTURE.md "An exported artifact scored in its engine"); None when unreadable."""
+    eval: EvalData | None
+    size_bytes: int | None = None
+    """Size on disk: artifact.json's `size_bytes`, else the size of its `file` (relative to the stage folder)."""
+    problems: list[str] = field(default_factory=list)
+    """Sentences on what could not be read (a damaged artifact.json or eval.json, a scoring cut short)."""
 
 
 @dataclass
@@ -109,16 +132,20 @@ def _read_stage(run: RunDir, name: str) -> StageData | None:
     spec = record.get("spec") or {}
     teachers = [v for k, v in spec.items() if k in ("teacher",) and isinstance(v, str)]
     objective = (read_json(run.objective_file(name)) or {}).get("objective")
+    exports = read_exports(run.export_dir(name))
+    merged = next((Path(e["path"]) for e in exports if e.get("format") == "merged" and e.get("path")), None)
     return StageData(
         name=record.get("name", name), type=record.get("type", spec.get("type", "?")),
         input=record.get("input", BASE), status=record.get("status", "?"), teachers=teachers,
         seconds=record.get("seconds"), finished=record.get("finished"), data=record.get("data"),
         metrics=record.get("metrics") or {}, curves=read_jsonl(run.metrics_file(name)),
         facts=record.get("facts") or {}, eval=read_eval(stage_dir), objective=objective,
-        exports=read_exports(run.export_dir(name)),
+        exports=exports,
         full_model=(run.model_dir(name) / "config.json").exists(),
         history=[h for h in record.get("history") or [] if isinstance(h, dict)],
         panels=panels_from_record(record),
+        scored=read_scored(run, name),
+        merged_bytes=folder_bytes(merged) if merged is not None else None,
     )
 
 
@@ -189,3 +216,67 @@ def _where_now(path: str, export_dir: Path) -> str:
     """A format's folder as the index recorded it, at where the export folder is now (a moved run directory)."""
     here = export_dir / Path(path).name
     return str(here) if here.exists() else path
+
+
+def read_json_or_why(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None) or (None, why it could not be read): a report never stops at a bad file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{path.name} could not be read ({type(exc).__name__})"
+    except json.JSONDecodeError as exc:  # typically a file cut short by a kill
+        return None, f"{path.name} is not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return None, f"{path.name} holds a {type(data).__name__}, not an object"
+    return data, None
+
+
+def read_scored(run: RunDir, stage: str) -> list[ScoredArtifact]:
+    """Every folder under `<stage>/export/scored/`, read as far as its files allow.
+
+    RunDir.scored_artifacts lists only folders with an artifact.json; a folder without one is a scoring
+    that did not finish, which the report says rather than hides."""
+    root = run.export_dir(stage) / RunDir.ARTIFACT_SCORES
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    out = []
+    for folder in folders:
+        record, why = read_json_or_why(folder / RunDir.ARTIFACT)
+        problems = [f"{why}: the scoring did not finish or the file was damaged"] if why else []
+        evaluation = None
+        if (folder / RunDir.EVAL).exists():
+            _, eval_why = read_json_or_why(folder / RunDir.EVAL)
+            if eval_why:
+                problems.append(f"{eval_why}: no per-document samples from it")
+            else:
+                try:
+                    evaluation = read_eval(folder)
+                except (TypeError, ValueError, AttributeError) as exc:  # fields of an unexpected shape
+                    problems.append(f"{RunDir.EVAL} could not be read ({type(exc).__name__}: {exc})")
+        elif record is not None:
+            problems.append(f"{RunDir.EVAL} is missing: no per-document samples from it")
+        out.append(ScoredArtifact(folder.name, folder, record, evaluation, _artifact_bytes(record, run.stage_dir(stage)),
+                                  problems))
+    return out
+
+
+def folder_bytes(folder: Path) -> int | None:
+    """Total size of the files under `folder`, or None when there is no such folder."""
+    if not folder.is_dir():
+        return None
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _artifact_bytes(record: dict[str, Any] | None, stage_dir: Path) -> int | None:
+    size = (record or {}).get("size_bytes")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    file = (record or {}).get("file")
+    if isinstance(file, str) and file:
+        path = stage_dir / file
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return folder_bytes(path)
+    return None

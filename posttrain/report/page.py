@@ -27,6 +27,9 @@ max-width:70ch;font-size:12px}.changed{background:#fff3c4;font-size:11px;padding
 .score-good{background:#e3f6e8}.score-bad{background:#fde8e8}.legend{font-size:12px;color:#555}
 #js-errors:empty{display:none}#js-errors{background:#fde8e8;color:#900;padding:6px}
 .lengths img.plot{max-width:480px}.filter{margin:6px 0}a{color:#0b63b6}
+td.worse{background:#fde8e8;color:#900;font-weight:600}td.better{background:#e3f6e8;font-weight:600}
+td.fail{background:#fde8e8;color:#900;font-weight:600}td.unknown{color:#777}ul.notes{font-size:12px;margin:4px 0}
+table.scored td.num{white-space:pre}table.scored td:last-child{font:12px ui-monospace,monospace}
 """
 
 JS = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from posttrain.stagekit.display import Panel
@@ -125,4 +126,59 @@ def scores_png(models: Sequence[tuple[str, dict[str, float], dict[str, tuple[flo
     ax.set_ylim(0, top * 1.3)  # headroom for the legend above the bars
     ax.legend(fontsize=7, ncols=min(len(models), 4), loc="upper left")
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+
+@dataclass
+class QualityPanel:
+    """One task of one stage: the merged model (the reference) and each exported artifact, score against size."""
+
+    task: str
+    reference: float | None
+    """The merged model's score in transformers (None when the stage was not evaluated)."""
+    reference_ci: tuple[float, float] | None
+    reference_mb: float | None
+    """Size on disk of the merged export; None draws the reference as a line only."""
+    points: list[tuple[str, float, float, tuple[float, float] | None]] = field(default_factory=list)
+    """(artifact, size on disk in MB, score, its 95% interval or None)."""
+
+
+def quality_size_png(title: str, panels: Sequence[QualityPanel]) -> bytes | None:
+    """Score against size on disk, one panel per task: each artifact a point with its 95% interval, the merged
+    model a dashed line at its score with its interval as a band (and a square where its size is known).
+    None when no panel has an artifact to draw."""
+    panels = [p for p in panels if p.points]
+    if not panels:
+        return None
+    fig, axes = _figure(len(panels), width=4.2, height=3.0)
+    for ax, panel in zip(axes, panels, strict=False):
+        if panel.reference is not None:
+            ax.axhline(panel.reference, color="#555", linestyle="--", linewidth=1, label="merged (transformers)")
+            if panel.reference_ci is not None:
+                ax.axhspan(*panel.reference_ci, color="#999", alpha=0.15, linewidth=0)
+        drawn = list(panel.points)
+        if panel.reference is not None and panel.reference_mb is not None:
+            drawn.append(("merged", panel.reference_mb, panel.reference, panel.reference_ci))
+        for label, size, score, ci in drawn:
+            low, high = ci if ci is not None else (score, score)
+            reference = label == "merged" and (size, score) == (panel.reference_mb, panel.reference)
+            ax.errorbar([size], [score], yerr=[[max(0.0, score - low)], [max(0.0, high - score)]],
+                        fmt="s" if reference else "o", color="#555" if reference else None, capsize=3, markersize=5)
+            ax.annotate(label, (size, score), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        sizes = [size for _, size, _, _ in drawn]
+        if min(sizes) > 0 and max(sizes) / min(sizes) > 20:  # an f16 file beside a 4-bit one of a large model
+            ax.set_xscale("log")
+        else:
+            pad = (max(sizes) - min(sizes)) * 0.25 or max(max(sizes) * 0.25, 0.01)
+            ax.set_xlim(max(0.0, min(sizes) - pad), max(sizes) + pad)  # room for the labels beside the points
+        ax.set_title(panel.task, fontsize=9)
+        ax.set_xlabel("size on disk (MB)", fontsize=8)
+        ax.set_ylabel("score", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.margins(y=0.12)  # the labels above the highest point stay inside the panel
+        if panel.reference is not None:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
     return _png(fig)

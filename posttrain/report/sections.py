@@ -14,6 +14,7 @@ from posttrain.report import plots
 from posttrain.report.answers import paired, side_by_side
 from posttrain.report.blocks import Section, Table, img, num, prefix
 from posttrain.report.collect import BASE, EvalData, RunData
+from posttrain.report.exports import exports_section
 from posttrain.report.graph import stage_graph
 
 __all__ = ["Section", "Table", "run_sections"]
@@ -220,45 +221,6 @@ def _shown(response: str) -> str:
 
 def _score_class(score: float | None) -> str:
     return "none" if score is None else ("good" if score >= 0.5 else "bad")
-
-
-def _serve_command(entry: dict[str, Any]) -> str:
-    for key in ("command_line", "serve", "run"):
-        if isinstance(entry.get(key), str):
-            return entry[key]
-    return "-"
-
-
-def _why_not_exported(stage: Any) -> str:
-    if stage.full_model:
-        return (f"a whole model has no LoRA adapter for peft; its weights are in {stage.name}/model "
-                "(export.formats: [merged] writes a serving copy)")
-    return "no format was exported for this stage (formats of a whole model are written for the last stage only)"
-
-
-def exports_section(runs: Sequence[RunData]) -> Section:
-    """Each stage's exported artifacts, what was checked, and the command that serves them."""
-    table = Table(["stage", "format", "path", "checks", "serve with"], [])
-    serving: list[str] = []
-    for run in runs:
-        for s in run.stages:
-            for entry in s.exports:
-                checks = entry.get("checks") or entry.get("checked_against") or "-"
-                if isinstance(checks, dict):
-                    checks = ", ".join(f"{k}: {v}" for k, v in checks.items())
-                elif isinstance(checks, list):
-                    checks = ", ".join(map(str, checks))
-                table.rows.append([f"{prefix(run, runs)}{s.name}", entry.get("format", "?"), str(entry.get("path", "")),
-                                   str(checks), _serve_command(entry)])
-                if isinstance(entry.get("serving"), str):
-                    serving.append(entry["serving"])
-            if not s.exports:  # said, so a reader does not take the missing row for a failed export
-                table.rows.append([f"{prefix(run, runs)}{s.name}", "none", "-", "-", _why_not_exported(s)])
-    if not any(row[1] != "none" for row in table.rows):
-        return Section("exports", "Exports", "<p>No exports yet.</p>", "No exports yet.\n")
-    extra_html = "".join(f"<pre class='serving'>{html.escape(text)}</pre>" for text in serving)
-    return Section("exports", "Exports", table.html("exports") + extra_html,
-                   table.md() + "".join(f"\n```\n{text}\n```\n" for text in serving))
 
 
 def run_sections(runs: Sequence[RunData]) -> list[Section]:
