@@ -369,8 +369,10 @@ def main() -> None:
 def run_cli(argv: list[str]) -> int:
     """Run one command; every way it can end becomes an exit status and at most one message."""
     from posttrain.cli_exit import run_app
+    from posttrain.preemption import handle_preemption
 
-    return run_app(app, argv, verbose=lambda: _VERBOSE, err_console=err_console)
+    with handle_preemption():
+        return run_app(app, argv, verbose=lambda: _VERBOSE, err_console=err_console)
 
 
 if __name__ == "__main__":

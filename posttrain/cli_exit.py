@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from data_prep.errors import DataPrepError
 from posttrain.errors import TrainingError, UserError
+from posttrain.preemption import RESUMABLE_EXIT, Preempted
 
 
 def run_app(app: typer.Typer, argv: list[str], *, verbose: Callable[[], bool], err_console: Console) -> int:
@@ -38,6 +39,10 @@ def run_app(app: typer.Typer, argv: list[str], *, verbose: Callable[[], bool], e
     except TrainingError as exc:
         err_console.print(f"[red]training failed:[/] {exc}")
         return 1
+    except Preempted as exc:
+        err_console.print(f"\n[yellow]preempted[/] ({escape(str(exc))}): finished work is kept; rerun the same "
+                          f"command to resume (exit {RESUMABLE_EXIT}).")
+        return RESUMABLE_EXIT
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("\n[yellow]interrupted[/]: finished stages are kept; rerun the same command to resume.")
         return 130

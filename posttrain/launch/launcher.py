@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from posttrain import preemption
 from posttrain.errors import TrainingError, UserError
 from posttrain.launch.job import ERRORS_DIR, JOB_FILE, RESULT_FILE, job_for, launch_dir, read_result
 from posttrain.recipe.launch_checks import (
@@ -32,6 +34,7 @@ from posttrain.stagekit import StageContext, StageResult
 from posttrain.stagekit.specs import ModelSpec
 
 LOG_FILE = "launch.log"
+PIDS_DIR = "pids"
 DEFAULT_PORT = 29500
 
 
@@ -112,7 +115,10 @@ def run_launched(
     console.print(f"launching {stage} on {shape.processes} processes, {shape.machines} machine(s) ({kind})")
     if shape.config is not None and shape.config.needs_gpus and not _has_gpu():
         console.print(f"[yellow]no GPU here[/]: accelerate runs a {kind} config as plain DDP on CPU processes (gloo)")
-    returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console)
+    shutil.rmtree(folder / PIDS_DIR, ignore_errors=True)
+    # A SIGTERM/SIGUSR1 to this process goes on to the workers, which checkpoint at their next step and stop.
+    with preemption.deferred(forward=lambda signum: signal_workers(folder, signum)):
+        returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console)
     if returncode == 0 and (folder / RESULT_FILE).exists():
         return read_result(folder / RESULT_FILE)
     raise rank_error(stage, folder, returncode)
@@ -127,7 +133,7 @@ def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
-        preexec_fn=lambda: die_with_parent(signal.SIGTERM),  # torchrun stops its workers on SIGTERM
+        preexec_fn=_launcher_signals,
     ) as process:
         try:
             assert process.stdout is not None
@@ -143,6 +149,29 @@ def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
             raise
+
+
+def _launcher_signals() -> None:
+    die_with_parent(signal.SIGTERM)  # torchrun stops its workers on SIGTERM
+    # torchrun has no SIGUSR1 handler and would die of one sent to every process of the job (Slurm's
+    # --signal), taking its workers with it before they checkpoint; the workers install their own.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+def signal_workers(folder: Path, signum: int) -> None:
+    """Send `signum` to this machine's workers of the launch in `folder` (each wrote its pid at start)."""
+    host = socket.gethostname()
+    for path in (folder / PIDS_DIR).glob(f"{host}.*"):
+        try:
+            os.kill(int(path.suffix.lstrip(".")), signum)
+        except (ValueError, ProcessLookupError, PermissionError):
+            continue
+
+
+def write_worker_pid(folder: Path) -> None:
+    """Where `signal_workers` finds this worker."""
+    (folder / PIDS_DIR).mkdir(parents=True, exist_ok=True)
+    (folder / PIDS_DIR / f"{socket.gethostname()}.{os.getpid()}").touch()
 
 
 def die_with_parent(sig: int) -> None:
@@ -181,6 +210,8 @@ def rank_error(stage: str, folder: Path, returncode: int, *, what: str = "stage"
     where = f"{what} {stage}, rank {first['rank']}"
     if first["kind"] == "interrupted":
         return KeyboardInterrupt()
+    if first["kind"] == "preempted":
+        return preemption.Preempted(first["message"].split(" ", 1)[0], f"{what} {stage}: {first['message']}")
     if first["kind"] == "user":
         return UserError(f"{where}: {first['message']}")
     if first["kind"] == "training":

@@ -24,6 +24,7 @@ from rich.console import Console
 from posttrain.errors import TrainingError, UserError
 from posttrain.launch.job import ERRORS_DIR, RESULT_FILE, StageJob, datasets_of, write_result
 from posttrain.models.lineage import Lineage
+from posttrain.preemption import RESUMABLE_EXIT, Preempted, handle_preemption
 from posttrain.run_layout import RunDir
 from posttrain.stagekit import StageContext, StageResult
 from posttrain.stagekit.specs import StageCommon
@@ -53,7 +54,7 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
     """The stage's spec and a context equal to the one the orchestrator would have passed in process."""
     from posttrain.models.loading import load_tokenizer
     from posttrain.recipe.schema import recipe_model
-    from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard
+    from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard, PreemptionCheckpoint
 
     base_dir = Path(job.base_dir)
     recipe = recipe_model().model_validate(job.recipe, context={"base_dir": base_dir})
@@ -67,7 +68,7 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         console=Console(stderr=True, quiet=rank != 0, highlight=False),
         resume_from=Path(job.resume_from) if job.resume_from else None, base_dir=base_dir,
         input_name=job.input_name, earlier={k: Lineage.from_dict(v) for k, v in job.earlier.items()},
-        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard()],
+        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint()],
     )
     return ctx, spec
 
@@ -98,6 +99,8 @@ def error_record(exc: BaseException, rank: int) -> dict[str, Any]:
     """What the orchestrator shows of a failed rank; `kind` picks the exception it raises."""
     if isinstance(exc, KeyboardInterrupt):
         kind = "interrupted"
+    elif isinstance(exc, Preempted):
+        kind = "preempted"
     elif isinstance(exc, UserError):
         kind = "user"
     elif isinstance(exc, TrainingError):
@@ -118,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_path = Path(args[0])
     rank, _ = rank_and_world()
-    from posttrain.launch.launcher import die_with_parent
+    from posttrain.launch.launcher import die_with_parent, write_worker_pid
 
     die_with_parent(signal.SIGKILL)  # a killed launcher takes its workers with it
+    write_worker_pid(job_path.parent)
     try:
-        run_job(job_path)
+        with handle_preemption():  # SIGTERM/SIGUSR1: checkpoint at the next step, report "preempted"
+            run_job(job_path)
     except BaseException as exc:  # every failure, Ctrl-C included, is reported to the orchestrator
         return record_failure(exc, rank, job_path.parent)
     return 0
@@ -134,6 +139,8 @@ def record_failure(exc: BaseException, rank: int, folder: Path) -> int:
     errors.mkdir(parents=True, exist_ok=True)
     (errors / f"rank{rank}.json").write_text(json.dumps(error_record(exc, rank), indent=1))
     traceback.print_exc()
+    if isinstance(exc, Preempted):
+        return RESUMABLE_EXIT
     return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 

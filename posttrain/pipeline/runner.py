@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from posttrain import preemption
 from posttrain.errors import TrainingError, UserError
 from posttrain.evaluation.record import load_evidence
 from posttrain.export.artifacts import export_stage
@@ -43,6 +44,7 @@ from posttrain.training.callbacks import (
     CheckpointFailpoint,
     MetricsFile,
     NonFiniteLossGuard,
+    PreemptionCheckpoint,
     keep_metrics_through,
 )
 from posttrain.training.progress import TrainingProgress
@@ -220,6 +222,7 @@ def _context(
         earlier={name: o.lineage for name, o in outcomes.items()},
         callbacks=[
             MetricsFile(run.metrics_file(stage.name)), NonFiniteLossGuard(), CheckpointFailpoint(),
+            PreemptionCheckpoint(),
             TrainingProgress(console, stage.name),
         ],
     )
@@ -281,6 +284,7 @@ def _run_stage(session: RunSession, stage: PlannedStage, ctx: StageContext, cons
     """In this process, or on the recipe's processes and machines under `accelerate launch`."""
     from posttrain.launch.launcher import is_launched, run_launched
 
+    preemption.raise_if_requested()  # noted while the last stage finished: stop before this one starts
     if not is_launched(session.recipe, session.loaded.base_dir):
         return stage.stage_type.run(ctx, stage.spec)
     return run_launched(ctx, recipe=session.recipe, stage=stage.name, tokenizer=session.base.path, console=console)

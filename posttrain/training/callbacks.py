@@ -27,10 +27,13 @@ class MetricsFile(TrainerCallback):
 
 
 class CheckpointFailpoint(TrainerCallback):
-    """The `training` failpoint: a test kills the process right after a checkpoint is written."""
+    """The `training` failpoint (right after a checkpoint is written) and `step<N>` (at the end of step N)."""
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         failpoint("training")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        failpoint(f"step{state.global_step}")
 
 
 def keep_metrics_through(path: Path, step: int) -> None:
@@ -58,3 +61,37 @@ class NonFiniteLossGuard(TrainerCallback):
             self.bad_step, self.bad_value = state.global_step, loss
             control.should_training_stop = True
             control.should_save = False
+
+
+class PreemptionCheckpoint(TrainerCallback):
+    """On SIGTERM/SIGUSR1 (noted by `posttrain.preemption`), save a checkpoint at the next step boundary and stop.
+
+    With several processes every rank must stop at the same step (checkpoint saving is collective), so
+    the ranks agree each step on whether any of them was signalled: one all-reduce of one integer.
+    """
+
+    def __init__(self) -> None:
+        self.stopped_at: int | None = None
+        self.signal: int | None = None
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from posttrain import preemption
+
+        signum = _agreed_signal(preemption.requested())
+        if signum:
+            self.stopped_at, self.signal = state.global_step, signum
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def _agreed_signal(local: int | None) -> int:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local or 0
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = torch.tensor([local or 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from posttrain import preemption
 from posttrain.errors import TrainingError
 from posttrain.stagekit import StageContext, StageResult
-from posttrain.training.callbacks import NonFiniteLossGuard
+from posttrain.training.callbacks import NonFiniteLossGuard, PreemptionCheckpoint
 from posttrain.training.progress import use_own_progress
 
 
@@ -18,7 +19,16 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
     """
     use_own_progress(trainer)
     guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
-    output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+    preemption_stop = next(
+        (c for c in trainer.callback_handler.callbacks if isinstance(c, PreemptionCheckpoint)), None
+    )
+    with preemption.deferred():  # a SIGTERM/SIGUSR1 now ends the step, saves a checkpoint, then stops
+        output = trainer.train(resume_from_checkpoint=str(ctx.resume_from) if ctx.resume_from else None)
+        if preemption_stop is not None and preemption_stop.stopped_at is not None:
+            raise preemption.Preempted(
+                preemption.signal_name(preemption_stop.signal or 0),
+                f"checkpoint of step {preemption_stop.stopped_at} saved in {ctx.checkpoints_dir}",
+            )
     if guard is not None and guard.bad_step is not None:
         raise TrainingError(
             f"loss became {guard.bad_value} at step {guard.bad_step}; training stopped. "
