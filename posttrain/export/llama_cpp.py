@@ -99,11 +99,17 @@ def _register_args(decorators: list[ast.expr]) -> list[str]:
     return found
 
 
-def convert_model(hf_folder: Path, out_file: Path, outtype: str = "f16") -> Path:
-    """A Hugging Face model folder (weights, config, tokenizer) -> one GGUF file, by llama.cpp's converter."""
+def convert_model(hf_folder: Path, out_file: Path, outtype: str = "f16", name: str | None = None) -> Path:
+    """A Hugging Face model folder (weights, config, tokenizer) -> one GGUF file, by llama.cpp's converter.
+
+    `name` is the file's `general.name` (default: the converter's guess from the folder name).
+    """
     tools = tools_dir()
-    _run_tool("convert_hf_to_gguf.py", [sys.executable, str(tools / "convert_hf_to_gguf.py"), str(hf_folder),
-                                        "--outfile", str(out_file), "--outtype", outtype], tools, subject=hf_folder)
+    command = [sys.executable, str(tools / "convert_hf_to_gguf.py"), str(hf_folder), "--outfile", str(out_file),
+               "--outtype", outtype]
+    if name:
+        command += ["--model-name", name]
+    _run_tool("convert_hf_to_gguf.py", command, tools, subject=hf_folder)
     return out_file
 
 

@@ -61,12 +61,13 @@ def write(job: ExportJob) -> None:
         seconds["merge"] = time.perf_counter() - started
         models = {"f16": model_file("f16")}
         started = time.perf_counter()
-        llama_cpp.convert_model(scratch, folder / models["f16"], "f16")
+        # Named, not called after the scratch folder: llama.cpp reads some per-model quirks off the name.
+        llama_cpp.convert_model(scratch, folder / models["f16"], "f16", name=job.engine_name)
         seconds["f16"] = time.perf_counter() - started
         if "bf16" in quants:  # from the fp32 weights: bf16 from f16 would round twice
             started = time.perf_counter()
             models["bf16"] = model_file("bf16")
-            llama_cpp.convert_model(scratch, folder / models["bf16"], "bf16")
+            llama_cpp.convert_model(scratch, folder / models["bf16"], "bf16", name=job.engine_name)
             seconds["bf16"] = time.perf_counter() - started
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -81,7 +82,7 @@ def write(job: ExportJob) -> None:
         base = Path(job.lineage.base)
         files["base"] = "base-f16.gguf"
         files["adapter"] = "adapter-f16.gguf"
-        llama_cpp.convert_model(base, folder / files["base"], "f16")
+        llama_cpp.convert_model(base, folder / files["base"], "f16", name=f"{job.engine_name}-base")
         llama_cpp.convert_adapter(Path(job.paths["peft"]), base, folder / files["adapter"], "f16")
     facts = {quant: llama_cpp.describe(folder / name) for quant, name in models.items()}
     files.update(
