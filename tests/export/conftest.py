@@ -132,12 +132,12 @@ def engine_python():
 
 FAMILY_SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=512)
+BPE_FAMILIES = ("llama", "olmo2")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma2", "phi3", "olmo2"]
 
 
 def _family_config(family: str, vocab_size: int):
-    from transformers import (Gemma2Config, LlamaConfig, Olmo2Config, Phi3Config, Qwen2Config, Qwen3Config)
+    from transformers import Gemma2Config, LlamaConfig, Olmo2Config, Phi3Config, Qwen2Config, Qwen3Config
 
     ids = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
     if family == "llama":  # untied: the output head is a tensor of its own
@@ -148,8 +148,11 @@ def _family_config(family: str, vocab_size: int):
     if family == "qwen3":  # q/k norms
         return Qwen3Config(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, use_sliding_window=False,
                            **ids, **FAMILY_SHAPE)
-    if family in ("gemma2", "qwen2"):  # four norms a layer, logit soft-capping, sliding-window layers
-        return Gemma2Config(vocab_size=vocab_size, head_dim=64, sliding_window=128, **ids, **FAMILY_SHAPE)
+    if family == "gemma2":  # four norms a layer, logit soft-capping, sliding-window layers
+        # llama.cpp scales queries by 1/sqrt(head_dim) and ignores query_pre_attn_scalar (the released 2B and
+        # 9B have the two equal); transformers' default 256 would make a model llama.cpp runs differently.
+        return Gemma2Config(vocab_size=vocab_size, head_dim=64, query_pre_attn_scalar=64, sliding_window=128, **ids,
+                            **FAMILY_SHAPE)
     if family == "phi3":  # fused qkv_proj and gate_up_proj
         return Phi3Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
     if family == "olmo2":  # norms after attention and MLP, q/k norms over all heads
@@ -174,16 +177,20 @@ def _sentencepiece_model(out: Path) -> int:
 
 
 def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0) -> Path:
-    """A saved tiny random model of `family`, with a tokenizer llama.cpp's converter accepts: the embedded
-    model's byte-level BPE (whose pre-tokenizer the converter knows), or a SentencePiece model for Gemma-2
-    (whose converter reads nothing else) and Qwen2 (transformers 5 loads any tokenizer of a qwen2 model as
-    Qwen2Tokenizer, which pre-tokenizes the embedded vocabulary in a way the converter does not recognize)."""
+    """A saved tiny random model of `family`, with a tokenizer llama.cpp's converter accepts.
+
+    Llama and OLMo-2 get the embedded model's byte-level BPE (whose pre-tokenizer the converter knows); the
+    others a SentencePiece model trained here, which every one of their converters reads first: Gemma-2's
+    reads nothing else, transformers 5 loads any tokenizer of a qwen2 model as Qwen2Tokenizer (which
+    pre-tokenizes the embedded vocabulary in a way the converter does not recognize), and a 256-token
+    vocabulary keeps the files, and reading their headers, small.
+    """
     import shutil
 
     from transformers import AutoModelForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    if family in ("gemma2", "qwen2"):
+    if family not in BPE_FAMILIES:
         vocab = 256  # the converter pads the SentencePiece vocabulary up to the model's
         _sentencepiece_model(out)
     else:
@@ -200,3 +207,23 @@ def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0
     model = AutoModelForCausalLM.from_config(_family_config(family, vocab), dtype=torch.float32)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def family_builder():
+    """`family_builder(family, out, embedded_tokenizer_folder)`: a tiny random model of that family, saved."""
+    return build_family
+
+
+@pytest.fixture(scope="session")
+def gguf_tools(engine_python) -> Path:
+    """llama.cpp's converters (scripts/setup_engines.sh tools) and its quantizer (the llama-cpp venv), or
+    skip (fail in CI) saying how to install them."""
+    tools = engines_dir() / "llama-cpp-tools"
+    if not list(tools.glob("*/convert_hf_to_gguf.py")):
+        message = f"llama.cpp's GGUF converters are not in {tools}; run scripts/setup_engines.sh tools"
+        if engines_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    engine_python("llama-cpp")
+    return tools

@@ -3,7 +3,7 @@
     python llama_cpp_greedy.py request.json  ->  JSON on stdout
 
 request: {"model": path, "lora": path or null, "prompts": [[token ids]], "texts": [str],
-          "max_tokens": n}
+          "max_tokens": n, "ignore_eos": bool, "threads": n (default 2)}
          or {"requests": [request, ...]}: several models in one process (llama.cpp loads once)
 answer:  {"tokens": [[greedy ids]], "tokenized": [[ids of each text]]}, or {"answers": [answer, ...]}
 
@@ -20,7 +20,7 @@ from llama_cpp import Llama
 
 def greedy(request: dict) -> dict:
     llm = Llama(model_path=request["model"], lora_path=request.get("lora"), n_ctx=512, n_batch=512,
-                n_threads=2, seed=0, verbose=False, logits_all=True)  # eval() keeps logits only then
+                n_threads=request.get("threads", 2), seed=0, verbose=False, logits_all=True)  # eval() keeps logits only then
     eos = llm.token_eos()
     tokens = []
     for prompt in request["prompts"]:
