@@ -15,6 +15,7 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.export.artifacts import export_stage
 from posttrain.export.formats import expand_formats
+from posttrain.export.llama_cpp import QUANT_FTYPES
 from posttrain.models.loading import load_tokenizer
 from posttrain.run_layout import BASE, RunDir
 from posttrain.rundir import read_json
@@ -28,7 +29,10 @@ def export_run(
 
     The formats' settings are the run's recipe's `export:` block; `quants` replaces its `gguf.quants`.
     """
-    expand_formats(formats)  # an unknown format fails before any model is loaded
+    expand_formats(formats)  # an unknown format (or quant) fails before any model is loaded
+    unknown = [q for q in quants or [] if q not in QUANT_FTYPES]
+    if unknown:
+        raise UserError(f"unknown GGUF quantization(s) {', '.join(unknown)}; choose from {', '.join(QUANT_FTYPES)}")
     run = RunDir(run_dir)
     recipe = _load_recipe(run)
     stage_name = _pick_stage(run, stage)

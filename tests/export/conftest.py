@@ -227,3 +227,16 @@ def gguf_tools(engine_python) -> Path:
         pytest.skip(message)
     engine_python("llama-cpp")
     return tools
+
+
+@pytest.fixture(scope="session")
+def gguf_base_dir(tmp_path_factory: pytest.TempPathFactory, embedded_base: Path) -> Path:
+    """A tiny random Llama with the embedded model's tokenizer and chat template: small and fast like
+    `tiny_model_dir`, but with a vocabulary llama.cpp's converter recognizes and rows K-quants can split."""
+    return build_family("llama", tmp_path_factory.mktemp("gguf-base"), embedded_base)
+
+
+@pytest.fixture(scope="session")
+def gguf_run(tmp_path_factory: pytest.TempPathFactory, gguf_base_dir: Path) -> Path:
+    """A two-stage LoRA run (`sft` r=4, then `dpo` r=8) on `gguf_base_dir`."""
+    return make_run(tmp_path_factory.mktemp("gguf-runs"), gguf_base_dir, [("sft", 4), ("dpo", 8)], name="gg")
