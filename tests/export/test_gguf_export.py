@@ -87,3 +87,41 @@ def test_supported_architectures_are_read_from_the_converter_source(gguf_tools) 
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Phi3ForCausalLM",
             "Olmo2ForCausalLM", "MistralForCausalLM"} <= names
     assert "GPT2LMHeadModel" in names and "NoSuchModelForCausalLM" not in names
+
+
+def _recipe(folder: Path, base: Path, formats: str) -> Path:
+    (folder / "chat.jsonl").write_text("")
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(f"name: r\nmodel: {{base: {base}}}\ndatasets: {{chat: {{sources: [{{path: chat.jsonl}}]}}}}\n"
+                      f"stages: [{{name: sft, type: sft, data: chat}}]\nexport: {{formats: [{formats}]}}\n")
+    return recipe
+
+
+def test_validate_refuses_gguf_for_an_architecture_the_converter_lacks(gguf_tools, tmp_path: Path) -> None:
+    base = tmp_path / "odd-model"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"architectures": ["NoSuchModelForCausalLM"], "model_type": "odd"}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    for formats in ("peft, ollama", "gguf"):
+        recipe = _recipe(tmp_path, base, formats)
+        done = subprocess.run([sys.executable, "-m", "posttrain.cli", "validate", str(recipe)], capture_output=True,
+                              text=True, env=env, timeout=300)
+        said = " ".join(done.stderr.split())
+        assert done.returncode == 2, done.stderr
+        assert f"{recipe}:5:" in said and "export.formats" in said, said
+        assert "cannot convert NoSuchModelForCausalLM" in said and "Fix: remove gguf/ollama" in said, said
+        assert "Traceback" not in done.stderr
+
+
+def test_validate_takes_gguf_for_a_supported_base_and_says_nothing_without_it(
+    gguf_tools, tiny_model_dir: Path, tmp_path: Path, monkeypatch,
+) -> None:
+    from posttrain.errors import RecipeError
+    from posttrain.recipe.loader import load_recipe
+
+    assert load_recipe(_recipe(tmp_path, tiny_model_dir, "gguf, ollama")).recipe.export.formats == ["gguf", "ollama"]
+    monkeypatch.setenv("POSTTRAIN_ENGINES", str(tmp_path / "no-engines"))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(_recipe(tmp_path, tiny_model_dir, "gguf"))
+    assert any("export.formats" in p and "make engines" in p for p in caught.value.problems), caught.value.problems
+    assert load_recipe(_recipe(tmp_path, tiny_model_dir, "peft, vllm")).recipe.export.formats == ["peft", "vllm"]
