@@ -275,13 +275,18 @@ def export(
     formats: Annotated[str, typer.Option("--format", help=f"Comma-separated: {','.join(EXPORT_FORMATS)}.")] = ",".join(
         default_formats()),
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN/STAGE/export).")] = None,
+    quant: Annotated[str | None, typer.Option(
+        "--quant", help="GGUF quants, comma-separated, the first the one Ollama uses (q4_k_m,q8_0); "
+        "default: the recipe's export.gguf.quants.")] = None,
     runs_dir: RunsOpt = Path("runs"),
 ) -> None:
     """Export a stage of a finished run for serving engines; formats already up to date are reused."""
     from posttrain.export.run_export import export_run
 
     run_dir = runs_dir / run if not run.exists() and (runs_dir / run).exists() else run
-    paths = export_run(run_dir.resolve(), stage, [f.strip() for f in formats.split(",") if f.strip()], out)
+    quants = [q.strip().lower() for q in quant.split(",") if q.strip()] if quant else None
+    paths = export_run(run_dir.resolve(), stage, [f.strip() for f in formats.split(",") if f.strip()], out,
+                       quants=quants)
     for fmt, path in paths.items():
         console.print(f"[green]✓[/] {fmt}: {path}")
 

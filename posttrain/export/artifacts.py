@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from posttrain.export.formats import EXPORT_FORMATS, formats_for_stage
 from posttrain.export.job import ExportJob
@@ -47,11 +47,13 @@ def export_stage(
     out: Path | None = None,
     stderrs: dict[str, float] | None = None,
     recipe_path: str | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Write the requested formats under `out` (default `stage_dir/export/`); skip what is up to date.
 
     `final` is false for a run's stages before the last: they get whole-model formats only when they trained
-    a whole model (see `ExportFormat.whole_model`). Returns format -> folder.
+    a whole model (see `ExportFormat.whole_model`). `settings` are the formats' settings from the recipe's
+    `export:` block (`{"gguf": {"quants": [...]}}`). Returns format -> folder.
     """
     out = out or stage_dir / RunDir.EXPORT
     wanted = formats_for_stage(formats, final=final, has_adapter=bool(lineage.adapters))
@@ -67,6 +69,7 @@ def export_stage(
             base_ref=model.base, base_path=lineage.base, recipe_name=recipe_name, stage=stage_name, chain=chain,
             scores=scores, base_scores=base_scores, adapters=lineage.adapters, stderrs=stderrs, recipe_path=recipe_path,
         ),
+        settings=dict(settings or {}),
     )
     for fmt in wanted:  # what an engine would refuse is said before anything of this export is written
         if fmt.check:

@@ -1,10 +1,12 @@
 """An Ollama Modelfile for an exported GGUF: FROM, ADAPTER, the chat template in Go syntax, stop tokens.
 
-The Go template is derived from the tokenizer's Jinja chat template by
-rendering it around marker strings and reading off what wraps each role
-(ChatML, Llama 3 and similar role-wrapping formats). The result is then
-rendered with `go_template.render` on sample conversations and must equal
-`apply_chat_template` exactly, or the export stops with a clear message.
+The Go template is derived from a Jinja chat template — the one the GGUF file
+carries (`tokenizer.chat_template`, what llama.cpp's converter wrote), or the
+tokenizer's own — by rendering it around marker strings and reading off what
+wraps each role (ChatML, Llama 3 and similar role-wrapping formats). The
+result is then rendered with `go_template.render` on sample conversations and
+must equal the tokenizer's `apply_chat_template` exactly, or the export stops
+with a clear message.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ SAMPLE_CONVERSATIONS = [
 ]
 
 
-def _chat(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+def _chat(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool, template: str | None = None) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                         chat_template=template)
 
 
 def _between(text: str, *markers: str) -> list[str]:
@@ -60,13 +63,17 @@ def _strip_prefix(text: str, prefix: str) -> str:
     return text[len(prefix) :]
 
 
-def go_template(tokenizer: Any) -> tuple[str, list[str]]:
-    """The chat template as an Ollama Go template, and the stop strings; UserError if not expressible."""
+def go_template(tokenizer: Any, chat_template: str | None = None) -> tuple[str, list[str]]:
+    """`chat_template` (default: the tokenizer's) as an Ollama Go template, and the stop strings.
+
+    UserError if it is not expressible, or if the Go template renders anything but what the tokenizer's own
+    chat template renders.
+    """
     try:
-        template, stops = _derive(tokenizer)
+        template, stops = _derive(tokenizer, chat_template)
         for conversation in SAMPLE_CONVERSATIONS:
             if render(template, conversation) != _chat(tokenizer, conversation, True):
-                raise ValueError(f"renders differently for {conversation}")
+                raise ValueError(f"renders differently from the tokenizer's chat template for {conversation}")
     except ValueError as exc:
         raise UserError(
             "the tokenizer's chat template is not one posttrain can write as an Ollama template "
@@ -75,7 +82,7 @@ def go_template(tokenizer: Any) -> tuple[str, list[str]]:
     return template, stops
 
 
-def _derive(tokenizer: Any) -> tuple[str, list[str]]:
+def _derive(tokenizer: Any, source: str | None = None) -> tuple[str, list[str]]:
     """Read the wrappers off renders of marker conversations.
 
     system+user+assistant+user renders as
@@ -86,13 +93,13 @@ def _derive(tokenizer: Any) -> tuple[str, list[str]]:
     full = _chat(tokenizer, [
         {"role": "system", "content": _S}, {"role": "user", "content": _U1},
         {"role": "assistant", "content": _A1}, {"role": "user", "content": _U2},
-    ], True)
+    ], True, source)
     p0, p1, p2, p3, p4 = _between(full, _S, _U1, _A1, _U2)
-    _, close_system = _between(_chat(tokenizer, [{"role": "system", "content": _S}], False), _S)
-    lone_user_head, close_user = _between(_chat(tokenizer, [{"role": "user", "content": _U1}], False), _U1)
+    _, close_system = _between(_chat(tokenizer, [{"role": "system", "content": _S}], False, source), _S)
+    lone_user_head, close_user = _between(_chat(tokenizer, [{"role": "user", "content": _U1}], False, source), _U1)
     close_assistant = _between(_chat(tokenizer, [
         {"role": "user", "content": _U1}, {"role": "assistant", "content": _A1},
-    ], False), _A1)[-1]
+    ], False, source), _A1)[-1]
     open_user = _strip_prefix(p1, close_system)
     open_assistant = _strip_prefix(p2, close_user)
     if p3 != close_assistant + open_user:

@@ -8,21 +8,31 @@ exports), and the saved scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.export.artifacts import export_stage
 from posttrain.export.formats import expand_formats
+from posttrain.export.llama_cpp import QUANT_FTYPES
 from posttrain.models.loading import load_tokenizer
 from posttrain.run_layout import BASE, RunDir
 from posttrain.rundir import read_json
 from posttrain.stagekit.specs import ModelSpec
 
 
-def export_run(run_dir: Path, stage: str | None, formats: list[str], out: Path | None = None) -> dict[str, str]:
-    """Export `stage` (default: the last completed one) of the run in `run_dir`; returns format -> path."""
-    expand_formats(formats)  # an unknown format fails before any model is loaded
+def export_run(
+    run_dir: Path, stage: str | None, formats: list[str], out: Path | None = None, quants: list[str] | None = None,
+) -> dict[str, str]:
+    """Export `stage` (default: the last completed one) of the run in `run_dir`; returns format -> path.
+
+    The formats' settings are the run's recipe's `export:` block; `quants` replaces its `gguf.quants`.
+    """
+    expand_formats(formats)  # an unknown format (or quant) fails before any model is loaded
+    unknown = [q for q in quants or [] if q not in QUANT_FTYPES]
+    if unknown:
+        raise UserError(f"unknown GGUF quantization(s) {', '.join(unknown)}; choose from {', '.join(QUANT_FTYPES)}")
     run = RunDir(run_dir)
     recipe = _load_recipe(run)
     stage_name = _pick_stage(run, stage)
@@ -36,7 +46,7 @@ def export_run(run_dir: Path, stage: str | None, formats: list[str], out: Path |
         stage_dir=run.stage_dir(stage_name), stage_name=stage_name, chain=run.chain(stage_name), lineage=lineage,
         stage_fingerprint=status.get("fingerprint", ""), scores=scores, base_scores=base_scores,
         recipe_name=recipe.name, model=recipe.model, tokenizer=tokenizer, formats=formats, out=out, stderrs=stderrs,
-        recipe_path=str(run.recipe_file),
+        recipe_path=str(run.recipe_file), settings=recipe.settings(quants),
     )
 
 
@@ -46,6 +56,15 @@ class RunRecipe:
 
     name: str
     model: ModelSpec
+    export: dict[str, Any] = field(default_factory=dict)
+    """The recipe's `export:` block as written in the resolved recipe."""
+
+    def settings(self, quants: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Format -> its settings block (`ExportJob.settings`); `quants` replaces `gguf.quants`."""
+        settings = {name: dict(block) for name, block in self.export.items() if isinstance(block, dict)}
+        if quants:
+            settings.setdefault("gguf", {})["quants"] = list(quants)
+        return settings
 
 
 def _load_recipe(run: RunDir) -> RunRecipe:
@@ -55,7 +74,7 @@ def _load_recipe(run: RunDir) -> RunRecipe:
         raise UserError(f"{run.root} is not a posttrain run directory: it has no {run.recipe_file.name}")
     try:
         raw = run.recipe()
-        return RunRecipe(str(raw["name"]), ModelSpec.model_validate(raw["model"]))
+        return RunRecipe(str(raw["name"]), ModelSpec.model_validate(raw["model"]), dict(raw.get("export") or {}))
     except Exception as exc:  # a hand-edited or foreign file: say which one
         raise UserError(f"{run.recipe_file} does not load as a recipe: {exc}") from exc
 

@@ -171,6 +171,7 @@ def _carry_out(
                 base_scores=base_outcome.scores, recipe_name=recipe.name, model=recipe.model,
                 tokenizer=session.tokenizer, formats=recipe.export.formats, final=outcome is stage_outcomes[-1],
                 stderrs=saved_scores(run.stage_dir(outcome.name))[1], recipe_path=str(run.recipe_file),
+                settings=recipe.export.format_settings(),
             )
             failpoint("export")
     report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)

@@ -124,3 +124,119 @@ def embedded_run(tmp_path_factory: pytest.TempPathFactory, embedded_base: Path) 
 def engine_python():
     """`engine_python("vllm")`: the engine venv's python, or skip (fail in CI) with how to install it."""
     return find_engine_python
+
+
+# --- tiny models of the architecture families llama.cpp's converter takes -------------------------------------
+# Hidden and intermediate sizes are multiples of 256, so every weight row splits into K-quant blocks and a
+# q4_k_m file really holds Q4_K (llama.cpp falls back to other types on rows it cannot split).
+
+FAMILY_SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=512)
+BPE_FAMILIES = ("llama", "olmo2")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def _family_config(family: str, vocab_size: int):
+    from transformers import Gemma2Config, LlamaConfig, Olmo2Config, Phi3Config, Qwen2Config, Qwen3Config
+
+    ids = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    if family == "llama":  # untied: the output head is a tensor of its own
+        return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+    if family == "qwen2":  # q/k/v biases
+        return Qwen2Config(vocab_size=vocab_size, tie_word_embeddings=True, use_sliding_window=False, **ids,
+                           **FAMILY_SHAPE)
+    if family == "qwen3":  # q/k norms
+        return Qwen3Config(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, use_sliding_window=False,
+                           **ids, **FAMILY_SHAPE)
+    if family == "gemma2":  # four norms a layer, logit soft-capping, sliding-window layers
+        # llama.cpp scales queries by 1/sqrt(head_dim) and ignores query_pre_attn_scalar (the released 2B and
+        # 9B have the two equal); transformers' default 256 would make a model llama.cpp runs differently.
+        return Gemma2Config(vocab_size=vocab_size, head_dim=64, query_pre_attn_scalar=64, sliding_window=128, **ids,
+                            **FAMILY_SHAPE)
+    if family == "phi3":  # fused qkv_proj and gate_up_proj
+        return Phi3Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+    if family == "olmo2":  # norms after attention and MLP, q/k norms over all heads
+        return Olmo2Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+    raise ValueError(family)
+
+
+def _sentencepiece_model(out: Path) -> int:
+    """Train a tiny SentencePiece model (Gemma's converter reads `tokenizer.model`); returns its vocab size."""
+    import io
+
+    import sentencepiece as spm
+
+    lines = ["What is 12 + 7? Answer: 19", "user assistant system You are a helpful assistant.",
+             "Hello there, how are you? apples buys gives away more How many now"] * 30
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=200,
+                                   model_type="bpe", pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+                                   minloglevel=2)
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    return 200
+
+
+def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0) -> Path:
+    """A saved tiny random model of `family`, with a tokenizer llama.cpp's converter accepts.
+
+    Llama and OLMo-2 get the embedded model's byte-level BPE (whose pre-tokenizer the converter knows); the
+    others a SentencePiece model trained here, which every one of their converters reads first: Gemma-2's
+    reads nothing else, transformers 5 loads any tokenizer of a qwen2 model as Qwen2Tokenizer (which
+    pre-tokenizes the embedded vocabulary in a way the converter does not recognize), and a 256-token
+    vocabulary keeps the files, and reading their headers, small.
+    """
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    if family not in BPE_FAMILIES:
+        vocab = 256  # the converter pads the SentencePiece vocabulary up to the model's
+        _sentencepiece_model(out)
+    else:
+        vocab = 49152
+        for name in TOKENIZER_FILES:
+            if (embedded_tokenizer / name).exists():
+                shutil.copy2(embedded_tokenizer / name, out / name)
+        # Said as a GPT-2 BPE: the Phi-3 converter reads a BPE vocabulary only then, and transformers would
+        # otherwise load it as the family's own tokenizer class (Qwen2's rebuilds the pre-tokenizer, which the
+        # converter then no longer recognizes).
+        config = json.loads((out / "tokenizer_config.json").read_text())
+        (out / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_family_config(family, vocab), dtype=torch.float32)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def family_builder():
+    """`family_builder(family, out, embedded_tokenizer_folder)`: a tiny random model of that family, saved."""
+    return build_family
+
+
+@pytest.fixture(scope="session")
+def gguf_tools(engine_python) -> Path:
+    """llama.cpp's converters (scripts/setup_engines.sh tools) and its quantizer (the llama-cpp venv), or
+    skip (fail in CI) saying how to install them."""
+    tools = engines_dir() / "llama-cpp-tools"
+    if not list(tools.glob("*/convert_hf_to_gguf.py")):
+        message = f"llama.cpp's GGUF converters are not in {tools}; run scripts/setup_engines.sh tools"
+        if engines_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    engine_python("llama-cpp")
+    return tools
+
+
+@pytest.fixture(scope="session")
+def gguf_base_dir(tmp_path_factory: pytest.TempPathFactory, embedded_base: Path) -> Path:
+    """A tiny random Llama with the embedded model's tokenizer and chat template: small and fast like
+    `tiny_model_dir`, but with a vocabulary llama.cpp's converter recognizes and rows K-quants can split."""
+    return build_family("llama", tmp_path_factory.mktemp("gguf-base"), embedded_base)
+
+
+@pytest.fixture(scope="session")
+def gguf_run(tmp_path_factory: pytest.TempPathFactory, gguf_base_dir: Path) -> Path:
+    """A two-stage LoRA run (`sft` r=4, then `dpo` r=8) on `gguf_base_dir`."""
+    return make_run(tmp_path_factory.mktemp("gguf-runs"), gguf_base_dir, [("sft", 4), ("dpo", 8)], name="gg")

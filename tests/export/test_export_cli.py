@@ -66,7 +66,9 @@ def test_rank_vllm_cannot_take_is_refused_before_anything_is_written(
     assert not (run / "dpo" / "export").exists()
 
 
-def test_recipe_export_block_takes_the_engine_formats_and_names_a_wrong_one(tmp_path: Path) -> None:
+def test_recipe_export_block_takes_the_engine_formats_and_names_a_wrong_one(gguf_tools, tmp_path: Path) -> None:
+    # gguf/ollama validate only where llama.cpp's tools are installed (recipe/export_checks.py): gguf_tools skips
+
     from posttrain.errors import RecipeError
     from posttrain.recipe.loader import load_recipe
 

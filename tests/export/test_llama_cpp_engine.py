@@ -1,9 +1,10 @@
 """llama.cpp loads posttrain's GGUF exports: greedy tokens equal transformers', adapter equals merged.
 
 llama.cpp (llama-cpp-python 0.3, its own virtualenv) runs in a subprocess on
-the GGUF files of the `dpo` stage of a two-stage run of the embedded model:
-the merged model in f16, and the base in f16 with the cumulative LoRA adapter.
-The transformers reference uses the same weights rounded to f16.
+the GGUF files (written by llama.cpp's own converter and quantizer) of the
+`dpo` stage of a two-stage run of the embedded model: the merged model in f16,
+q8_0 and q4_k_m, and the base in f16 with the cumulative LoRA adapter. The
+transformers reference uses the same weights rounded to f16.
 """
 
 from __future__ import annotations
@@ -104,3 +105,20 @@ def test_base_plus_adapter_gguf_equals_merged_gguf(gguf_dir, chats, merged_run, 
     print(f"llama.cpp base+adapter GGUF: {matches}/{len(prompts)} equal to the merged GGUF")
     assert base_only["tokens"] != merged["tokens"], "the adapter changes nothing, so this test could not fail"
     assert matches == len(prompts), list(zip(with_adapter["tokens"], merged["tokens"], strict=True))
+
+
+def test_quantized_files_load_and_decode_in_llama_cpp(gguf_dir, chats, merged_run, engine_python, tmp_path) -> None:
+    """q8_0 and q4_k_m (the recipe's default quants) load in llama.cpp and answer; q8_0 stays close to f16."""
+    from posttrain.export.llama_cpp import describe
+
+    prompts = chats[1][:2]  # two prompts say whether a file loads and answers; all four cost a minute more
+    python = engine_python("llama-cpp")
+    agree = {}
+    for quant, kind in (("q8_0", "Q8_0"), ("q4_k_m", "Q4_K")):
+        model = gguf_dir / f"model-{quant}.gguf"
+        assert describe(model).tensor_types[kind] > 0
+        got = _llama_cpp(python, tmp_path, model, prompts, [])
+        assert all(len(t) > 0 for t in got["tokens"])
+        agree[quant] = sum(g[0] == m[0] for g, m in zip(got["tokens"], merged_run["tokens"], strict=True))
+    print(f"first greedy token equal to the f16 file's, of {len(prompts)} prompts: {agree}")
+    assert agree["q8_0"] >= len(prompts) - 1, agree
