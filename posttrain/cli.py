@@ -69,6 +69,9 @@ def _options(
 @contextlib.contextmanager
 def _log_to_run_dir(run_dir: Path) -> Iterator[None]:
     """Library logs, warnings and stderr of this command go to `<run_dir>/log.txt` (and stay off the console)."""
+    from posttrain.cli_exit import OUTPUT_DIR
+
+    OUTPUT_DIR.append(run_dir)  # a full disk is reported against this folder
     if _VERBOSE:
         yield
         return

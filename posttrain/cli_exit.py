@@ -9,7 +9,10 @@ training run exits 1; Ctrl-C exits 130 (a rerun resumes); anything else is one
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import typer
@@ -30,6 +33,7 @@ def run_app(app: typer.Typer, argv: list[str], *, verbose: Callable[[], bool], e
     def hint() -> None:
         _print_help_hint(app, argv, err_console)
 
+    OUTPUT_DIR.clear()
     try:
         code = app(args=argv, prog_name="posttrain", standalone_mode=False)
     except (UserError, DataPrepError) as exc:  # data_prep's own error is the user's data to fix: exit 2
@@ -55,21 +59,74 @@ def run_app(app: typer.Typer, argv: list[str], *, verbose: Callable[[], bool], e
         return 2
     except click.exceptions.Abort:
         return 130
-    except OSError as exc:  # a path the user gave that the OS refuses (too long, unreadable, missing)
+    except Exception as exc:  # a full disk, whichever library's write it stopped, or a name the OS refused
         if verbose():
             raise
+        if is_disk_full(exc):
+            err_console.print(f"[red]error:[/] {escape(disk_full_text(exc, output_dir=OUTPUT_DIR))}")
+            return 1
+        if not isinstance(exc, OSError):
+            err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {_one_line(str(exc))}\n"
+                              "rerun with `posttrain --verbose ...` for the traceback, and please report it")
+            return 1
         err_console.print(f"[red]error:[/] {escape(_os_error_text(exc))}")
         if exc.errno in _BAD_PATH_ERRNOS:
             hint()
             return 2
         return 1
-    except Exception as exc:
-        if verbose():
-            raise
-        err_console.print(f"[red]internal error:[/] {type(exc).__name__}: {_one_line(str(exc))}\n"
-                          "rerun with `posttrain --verbose ...` for the traceback, and please report it")
-        return 1
     return code if isinstance(code, int) else 0
+
+
+OUTPUT_DIR: list[Path] = []
+"""The folder the running command writes under (its run directory), for a disk-full message that names it."""
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_PATH_LOCALS = ("path", "db_path", "file", "filename", "json_file_path", "output_file", "out_file", "save_directory",
+                "folder", "out_dir", "output_dir", "tmp")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also when a library wrapped it in its own error (safetensors, torch.save)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(words in str(exc) for words in ("No space left on device", "Disk quota exceeded", "database or disk is full")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_text(exc: BaseException, *, output_dir: list[Path] | None = None) -> str:
+    """What was being written, where, and how much space is free there; what to do next."""
+    target = getattr(exc, "filename", None) or _path_being_written(exc)
+    folder = Path(target) if target else (output_dir[-1] if output_dir else Path.cwd())
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    what = f"writing {target}" if target else f"writing under {folder}"
+    return (f"no space left on device while {what} ({free} on its filesystem). Nothing half-written is kept "
+            f"as finished: free some space and rerun the same command to go on from the last finished step.")
+
+
+def _path_being_written(exc: BaseException) -> str | None:
+    """The innermost frame's path-like local (`open(json_file_path, "w")` raises with no filename)."""
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name in _PATH_LOCALS:
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, os.PathLike)) and os.sep in os.fspath(value):
+                return os.fspath(value)
+    return None
 
 
 _BAD_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.ELOOP,
