@@ -5,7 +5,8 @@ reaches `failpoint(name)`: no cleanup runs, exactly as with `kill -9` or an
 out-of-memory kill. `POSTTRAIN_FAILPOINT=<name>:SIGTERM` (or `:SIGUSR1`) sends that
 signal instead, as a preempting scheduler would; `<name>:FILL` fills the disk holding
 `$POSTTRAIN_FILL` (a file it creates) to the last byte and goes on, so the next write
-fails as on a full disk. Training steps are points too:
+fails as on a full disk; `<name>:STALL<rank>` makes that rank of a launched stage sleep
+forever (a hung rank). Training steps are points too:
 `step<N>`, at the end of optimizer step N. Unset (always, outside tests), a failpoint
 costs one dict lookup.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 POINTS = ("curation", "training", "evaluation", "export", "leaderboard")
 
@@ -27,6 +29,10 @@ def failpoint(name: str) -> None:
         return
     if action == "FILL":
         fill_disk(os.environ["POSTTRAIN_FILL"])
+    elif action.startswith("STALL"):  # STALL<rank>: that rank of a launched stage stops making progress
+        if os.environ.get("RANK", "0") == action[len("STALL"):]:
+            while True:
+                time.sleep(60)
     else:
         os.kill(os.getpid(), signal.Signals[action] if action else signal.SIGKILL)
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.console import Console
 from posttrain import preemption
 from posttrain.errors import TrainingError, UserError
 from posttrain.launch.job import ERRORS_DIR, JOB_FILE, RESULT_FILE, job_for, launch_dir, read_result
+from posttrain.launch.watchdog import HangWatchdog
 from posttrain.recipe.launch_checks import (
     LaunchShape,
     config_path,
@@ -117,15 +119,22 @@ def run_launched(
         console.print(f"[yellow]no GPU here[/]: accelerate runs a {kind} config as plain DDP on CPU processes (gloo)")
     shutil.rmtree(folder / PIDS_DIR, ignore_errors=True)
     # A SIGTERM/SIGUSR1 to this process goes on to the workers, which checkpoint at their next step and stop.
-    with preemption.deferred(forward=lambda signum: signal_workers(folder, signum)):
-        returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console)
+    watchdog = HangWatchdog(folder, recipe.launch.hang_timeout, what=f"stage {stage}")
+    with preemption.deferred(forward=lambda signum: signal_workers(folder, signum)), watchdog:
+        returncode = run_streaming(accelerate_argv(recipe, ctx.base_dir, job_path), folder / LOG_FILE, console,
+                                   on_start=watchdog.watch)
+    if watchdog.report is not None:
+        raise TrainingError(watchdog.report)
     if returncode == 0 and (folder / RESULT_FILE).exists():
         return read_result(folder / RESULT_FILE)
     raise rank_error(stage, folder, returncode)
 
 
-def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
-    """Run `argv`, copying its output to `log_path` (and to the console unless it is quiet)."""
+def run_streaming(
+    argv: list[str], log_path: Path, console: Console, on_start: Callable[[subprocess.Popen], None] | None = None
+) -> int:
+    """Run `argv`, copying its output to `log_path` (and to the console unless it is quiet); `on_start` gets
+    the process once it runs (the hang watchdog)."""
     env = dict(os.environ)
     source_root = Path(__file__).resolve().parents[2]
     if (source_root / "pyproject.toml").exists():  # a source checkout: the workers import this same code
@@ -135,6 +144,8 @@ def run_streaming(argv: list[str], log_path: Path, console: Console) -> int:
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
         preexec_fn=_launcher_signals,
     ) as process:
+        if on_start is not None:
+            on_start(process)
         try:
             assert process.stdout is not None
             for line in process.stdout:

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from posttrain.errors import TrainingError, UserError
-from posttrain.launch.job import ERRORS_DIR, RESULT_FILE, StageJob, datasets_of, write_result
+from posttrain.launch.job import ERRORS_DIR, RESULT_FILE, StageJob, datasets_of, launch_dir, write_result
 from posttrain.models.lineage import Lineage
 from posttrain.preemption import RESUMABLE_EXIT, Preempted, handle_preemption
 from posttrain.run_layout import RunDir
@@ -52,9 +52,15 @@ def per_process(spec: StageCommon, world: int) -> StageCommon:
 
 def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommon]:
     """The stage's spec and a context equal to the one the orchestrator would have passed in process."""
+    from posttrain.launch.watchdog import Heartbeat
     from posttrain.models.loading import load_tokenizer
     from posttrain.recipe.schema import recipe_model
-    from posttrain.training.callbacks import MetricsFile, NonFiniteLossGuard, PreemptionCheckpoint
+    from posttrain.training.callbacks import (
+        CheckpointFailpoint,
+        MetricsFile,
+        NonFiniteLossGuard,
+        PreemptionCheckpoint,
+    )
 
     base_dir = Path(job.base_dir)
     recipe = recipe_model().model_validate(job.recipe, context={"base_dir": base_dir})
@@ -68,7 +74,8 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         console=Console(stderr=True, quiet=rank != 0, highlight=False),
         resume_from=Path(job.resume_from) if job.resume_from else None, base_dir=base_dir,
         input_name=job.input_name, earlier={k: Lineage.from_dict(v) for k, v in job.earlier.items()},
-        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint()],
+        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint(),
+                   Heartbeat(launch_dir(stage_dir), rank), CheckpointFailpoint()],
     )
     return ctx, spec
 
@@ -124,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     from posttrain.launch.launcher import die_with_parent, write_worker_pid
 
     die_with_parent(signal.SIGKILL)  # a killed launcher takes its workers with it
+    if os.getppid() == 1:  # the launcher died before the line above took effect: nobody waits for this rank
+        return 1
     write_worker_pid(job_path.parent)
+    from posttrain.launch.watchdog import dump_stacks_on_request
+
+    stacks = dump_stacks_on_request(job_path.parent, rank)  # noqa: F841 - open while the job runs
     try:
         with handle_preemption():  # SIGTERM/SIGUSR1: checkpoint at the next step, report "preempted"
             run_job(job_path)

@@ -83,6 +83,12 @@ class LaunchSpec(Strict):
     )
     main_process_ip: str | None = Field(None, description="Address of machine 0 (several machines).")
     main_process_port: int | None = Field(None, ge=1, le=65535, description="Port of machine 0's rendezvous.")
+    hang_timeout: PositiveInt = Field(
+        1800,
+        description="Seconds without a finished optimizer step on any rank (or, before the first step, since the "
+        "launch, and then at least 300 s for loading) after which the stage fails with every rank's Python stack "
+        "instead of waiting forever.",
+    )
 
 
 class TrackingSpec(Strict):
