@@ -121,3 +121,17 @@ def print_eval(outcome: EvalOutcome, *, console: Console) -> None:
     console.print(table)
     for note in notes:
         console.print(f"[yellow]note[/] {note}")
+
+
+def print_artifacts(records: list[dict], *, console: Console) -> None:
+    """Exported artifacts scored in their engines: score with interval, the paired verdict, size, speed, parity."""
+    from posttrain.pipeline.artifact_eval import scores_table
+
+    if not records:
+        return
+    table = Table(title="exported artifacts scored in their engines (vs the merged model, same documents)")
+    for column in ("artifact", "task", "score [95%]", "verdict", "size", "generation", "parity"):
+        table.add_column(column)
+    for row in scores_table(records):
+        table.add_row(*row)
+    console.print(table)

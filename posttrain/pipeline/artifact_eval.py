@@ -219,6 +219,7 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
         if spec.kind == "vllm":
             parity["chat_template"] = _vllm_template_parity(server, model_name, tokenizer)
         peak = server.peak_memory_mb
+        command = server.command  # as run: the port it was given
     (folder / SAMPLES_DIR).mkdir(exist_ok=True)
     if spec.kind == "gguf":
         probe = _llama_cpp_probe(python, file, tokenizer, greedy=spec.quant == "f16")
