@@ -70,6 +70,7 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     objectives = objectives_rich_table(report.objectives())
     if objectives is not None:
         console.print(objectives)
+    print_artifacts(report.artifacts, console=console)
     console.print(f"run directory: {report.run_dir}")
 
 

@@ -37,6 +37,7 @@ from posttrain.fingerprint import fingerprint
 from posttrain.leaderboard.render import objectives_markdown, run_markdown
 from posttrain.leaderboard.store import LEADERBOARD_DB, record
 from posttrain.leaderboard.table import StageScores, compute_cells
+from posttrain.locking import sole_writer
 from posttrain.pipeline.evaluate import SAMPLES_DIR, eval_fingerprint
 from posttrain.run_layout import BASE, RunDir
 from posttrain.rundir import read_json, utc_now, write_json
@@ -475,10 +476,12 @@ def publish_artifacts(run: RunDir, stages: Sequence[str], *, db_path: Path) -> N
 def evaluate_artifacts(run_ref: Path, stage: str | None, artifacts: str | Sequence[str], *, runs_dir: Path,
                        console: Console) -> list[dict[str, Any]]:
     """`posttrain eval RUN[/STAGE] --artifact ...`: score, then put the rows on both leaderboards."""
-    run, stage = _run_and_stage(run_ref, stage, runs_dir)
     specs = parse_artifacts(artifacts)
-    records = score_artifacts(run, stage, specs, console=console)
-    publish_artifacts(run, [stage], db_path=runs_dir / LEADERBOARD_DB)
+    run, stage = _run_and_stage(run_ref, stage, runs_dir)
+    # It writes into the run directory: not while `posttrain run` (or another eval) writes there.
+    with sole_writer(run.lock_file, f"run directory {run.root}"):
+        records = score_artifacts(run, stage, specs, console=console)
+        publish_artifacts(run, [stage], db_path=runs_dir / LEADERBOARD_DB)
     return records
 
 
