@@ -38,7 +38,7 @@ def verdict(name: str, delta: float | None, p_value: float | None, significant: 
     if not significant:
         return f"{name}: {_signed(delta)}, within noise"
     word = "loses" if delta < 0 else "gains"
-    return f"{name}: {word} {abs(delta):.2f}, significant (p={_p(p_value)})"
+    return f"{name}: {word} {abs(delta):.2f}, significant (p{_p(p_value)})"
 
 
 def _signed(delta: float) -> str:
@@ -46,7 +46,7 @@ def _signed(delta: float) -> str:
 
 
 def _p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+    return f"={p:.2g}" if p >= 0.001 else "<0.001"
 
 
 def compare_tasks(name: str, artifact: EvalEvidence, reference: EvalEvidence | None) -> dict[str, dict[str, Any]]:
