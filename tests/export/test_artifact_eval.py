@@ -130,3 +130,58 @@ def test_missing_export_is_a_user_error(scored_run: Path, capsys) -> None:
     assert code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "no gguf:q4_k_m export" in err and "exported: gguf:f16, gguf:q8_0" in err
+
+
+@pytest.fixture(scope="module")
+def embedded_scored_run(tmp_path_factory, embedded_base: Path, run_factory, engine_python) -> Path:
+    """The embedded model with one LoRA stage, evaluated in transformers on 3 documents and exported for vLLM."""
+    engine_python("vllm")
+    import yaml
+    from rich.console import Console
+
+    from posttrain.export.run_export import export_run
+    from posttrain.models.lineage import materialize
+    from posttrain.models.loading import load_tokenizer
+    from posttrain.pipeline.artifact_eval import run_eval_spec
+    from posttrain.pipeline.evaluate import evaluate_folder
+    from posttrain.run_layout import RunDir
+
+    run_dir = run_factory(tmp_path_factory.mktemp("vllm-runs"), embedded_base, [("sft", 8)], name="embv")
+    recipe = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text())
+    recipe["eval"] = {"tasks": ["pt_arith", "pt_arith_mc"], "limit": 3, "gen_kwargs": {"max_gen_toks": 32}}
+    (run_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe))
+    run = RunDir(run_dir)
+    spec, seed = run_eval_spec(run)
+    run.eval_file("sft").unlink()
+    evaluate_folder(spec, run.stage_dir("sft"), "fp-sft", lambda: materialize(run.lineage("sft")),
+                    tokenizer=load_tokenizer(str(embedded_base)), console=Console(quiet=True), label="sft", seed=seed)
+    export_run(run_dir, "sft", ["vllm"])
+    return run_dir
+
+
+def test_vllm_adapter_scored_in_vllm(embedded_scored_run: Path) -> None:
+    from posttrain.cli import app
+    from posttrain.run_layout import RunDir
+
+    result = CliRunner().invoke(app, ["eval", str(embedded_scored_run), "--artifact", "vllm",
+                                      "--runs-dir", str(embedded_scored_run.parent)])
+    assert result.exit_code == 0, result.output
+    artifact = json.loads((RunDir(embedded_scored_run).artifact_score_dir("sft", "vllm") / "artifact.json").read_text())
+    assert (artifact["engine"], artifact["engine_version"], artifact["file"]) == (
+        "vllm", "0.32.0", "export/vllm/manifest.json")
+    assert "--enable-lora" in artifact["command"] and "--host 127.0.0.1" in artifact["command"]
+    assert artifact["tasks"]["pt_arith"]["n"] == 3
+    # Multiple choice needs log-likelihoods, which a chat API does not return.
+    assert list(artifact["skipped_tasks"]) == ["pt_arith_mc"]
+    assert artifact["parity"]["chat_template"]["ok"] is True, artifact["parity"]["chat_template"]["detail"]
+    assert artifact["parity"]["end_of_turn"]["n"] == 3
+    assert artifact["size_bytes"] > 0
+    alive = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).find("vllm.entrypoints") >= 0]
+    assert not alive
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
