@@ -224,6 +224,9 @@ def eval_(
     from posttrain.terminal import print_eval
 
     if artifact:
+        if tasks or limit is not None or include or num_fewshot is not None or gen_kwargs or recipe:
+            raise UserError("--artifact scores with the run's own eval settings (those its stage was scored with, "
+                            "for the paired test): drop --tasks/--limit/--include/--num-fewshot/--gen-kwargs/--recipe")
         from posttrain.pipeline.artifact_eval import evaluate_artifacts
         from posttrain.terminal import print_artifacts
 

@@ -31,6 +31,7 @@ from posttrain.errors import UserError
 from posttrain.evaluation.engine import ReplyLog, evaluate_served, split_tasks
 from posttrain.evaluation.harness import headline
 from posttrain.evaluation.record import load_evidence
+from posttrain.evaluation.samples import read_rows
 from posttrain.evaluation.stats import DeltaTest
 from posttrain.evaluation.verdict import compare_tasks
 from posttrain.fingerprint import fingerprint
@@ -229,7 +230,7 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
                                    {"ok": None, "detail": "compared for f16 only (a quantized model's tokens may differ)"})
     else:
         parity["greedy_tokens"] = {"ok": None, "detail": "compared for f16 GGUF only"}
-    parity["end_of_turn"] = _end_of_turn(replies)
+    parity["end_of_turn"] = _end_of_turn(replies, run.stage_dir(stage) / SAMPLES_DIR, tokenizer)
     speed["peak_memory_mb"] = peak
 
     label = f"{stage}@{spec.name}"
@@ -252,6 +253,7 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
             "limit": eval_spec.limit, "num_fewshot": eval_spec.num_fewshot, "gen_kwargs": eval_spec.gen_kwargs,
             "seed": seed, "api": "lm-eval local-chat-completions (/v1/chat/completions), temperature 0",
             "chat_template": "applied by the engine", "host": "127.0.0.1",
+            "stop_strings": "the task's first 4 (lm-eval's chat-completions model sends at most 4)",
             "eval_seconds": (results or {}).get("seconds"),
             "reference_eval": str(run.eval_file(stage).relative_to(run.stage_dir(stage))),
         },
@@ -302,14 +304,26 @@ def _speed(server: Server, model: str, replies: ReplyLog) -> dict[str, Any]:
     }
 
 
-def _end_of_turn(replies: ReplyLog) -> dict[str, Any]:
+def _end_of_turn(replies: ReplyLog, reference_samples: Path, tokenizer: Any) -> dict[str, Any]:
+    """How many replies stopped (finish_reason `stop`) and how many ran to the token limit (`length`), next to how
+    many of the merged model's replies in transformers reached that many tokens on the same documents: a model
+    that rambles in transformers too is no engine run-on."""
     n = len(replies.finish_reasons)
     if not n:
         return {"ok": None, "detail": "no generation task was scored"}
     stopped, cut = replies.count("stop"), replies.count("length")
     detail = (f"{stopped} of {n} replies stopped (end-of-turn token or a task stop string), {cut} ran to the "
               "token limit")
-    return {"ok": cut == 0, "detail": detail, "stop": stopped, "length": cut, "n": n}
+    limits = [c for c, r in zip(replies.completion_tokens, replies.finish_reasons, strict=False) if r == "length"]
+    reference_cut = None
+    if limits and reference_samples.is_dir():
+        limit = min(limits)
+        texts = [row.get("raw_response") or "" for file in sorted(reference_samples.glob("*.jsonl"))
+                 for row in read_rows(file) if row.get("raw_response") is not None]
+        reference_cut = sum(1 for t in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit)
+        detail += f"; the merged model in transformers reached {limit} tokens in {reference_cut} of {len(texts)}"
+    ok = cut == 0 or (reference_cut is not None and cut <= reference_cut)
+    return {"ok": ok, "detail": detail, "stop": stopped, "length": cut, "n": n, "reference_length": reference_cut}
 
 
 def _template_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
