@@ -185,3 +185,49 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+RECIPE = """\
+name: tinyeval
+seed: 1
+model: {{base: {model}}}
+datasets:
+  chat: {{sources: [{{path: chat.jsonl}}]}}
+eval: {{tasks: [pt_arith, pt_arith_mc], limit: 2, batch_size: 2, gen_kwargs: {{max_gen_toks: 16}}}}
+stages:
+  - {{name: sft, type: sft, data: chat, lora: {{r: 4}},
+     train: {{max_steps: 2, batch_size: 4, lr: 1.0e-2, logging_steps: 1, max_length: 64}}}}
+export: {{formats: [peft, gguf], evaluate: true}}
+"""
+
+
+def test_run_with_export_evaluate_scores_every_exported_quant(tmp_path: Path, tiny_model_dir: Path,
+                                                              engine_python) -> None:
+    engine_python("llama-cpp")
+    from rich.console import Console
+
+    from posttrain.pipeline.runner import run_recipe
+    from posttrain.recipe.loader import load_recipe
+    from posttrain.run_layout import RunDir
+
+    with (tmp_path / "chat.jsonl").open("w") as f:
+        for i in range(12):
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"What is {i} + 7?"},
+                                             {"role": "assistant", "content": f"Answer: {i + 7}"}]}) + "\n")
+    (tmp_path / "tiny.yaml").write_text(RECIPE.format(model=tiny_model_dir))
+    runs = tmp_path / "runs"
+    report = run_recipe(load_recipe(tmp_path / "tiny.yaml"), runs_dir=runs, console=Console(quiet=True))
+    run = RunDir(runs / "tinyeval")
+    assert run.scored_artifacts("sft") == ["f16", "q8_0"]
+    assert [(r["stage"], r["artifact"]) for r in report.artifacts] == [("sft", "f16"), ("sft", "q8_0")]
+    for record in report.artifacts:
+        assert list(record["tasks"]) == ["pt_arith"]
+        assert list(record["skipped_tasks"]) == ["pt_arith_mc"]
+    board = run.leaderboard_file.read_text()
+    assert "| sft@f16 |" in board and "| sft@q8_0 |" in board
+    assert [row.label for row in report.leaderboard_rows()] == ["base", "sft", "sft@f16", "sft@q8_0"]
+    assert not _servers_alive()
+    stamp = (run.artifact_score_dir("sft", "q8_0") / "artifact.json").stat().st_mtime_ns
+    again = run_recipe(load_recipe(tmp_path / "tiny.yaml"), runs_dir=runs, console=Console(quiet=True))
+    assert len(again.artifacts) == 2
+    assert (run.artifact_score_dir("sft", "q8_0") / "artifact.json").stat().st_mtime_ns == stamp
