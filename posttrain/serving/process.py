@@ -6,6 +6,12 @@ forked (vLLM's engine core, uvicorn workers). It is stopped on every way out
 of the `with` block: a normal exit, an exception, Ctrl-C. Until it answers
 `GET /v1/models` the caller waits, up to a timeout; a server that exits or
 never answers raises with the last lines of its log.
+
+A SIGTERM to this process (a `timeout`, a job scheduler) would end Python
+without running `finally` blocks, and the server, in a session of its own,
+would outlive it: while a server runs, SIGTERM raises SystemExit in the main
+thread instead. If this process is killed outright (SIGKILL), the kernel sends
+the server SIGTERM (PR_SET_PDEATHSIG), so it does not outlive us either.
 """
 
 from __future__ import annotations
@@ -106,6 +112,31 @@ class Server:
             self.peak_kb = max(self.peak_kb, resident_peak_kb(self.process.pid))
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux; elsewhere nothing)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises SystemExit (so `finally` blocks stop the server), in the main thread, where Python delivers it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as response:
@@ -147,29 +178,30 @@ def served(
     process: subprocess.Popen | None = None
     sampler: threading.Thread | None = None
     server: Server | None = None
-    try:
-        with open(log, "w", encoding="utf-8") as sink:
-            process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=env, cwd=cwd, start_new_session=True)
-        server = Server(url, port, process, log, argv)
-        sampler = threading.Thread(target=server._sample, args=(sample_every,), daemon=True)
-        sampler.start()
-        deadline = time.monotonic() + ready_timeout
-        while not ready(url):
-            if process.poll() is not None:
-                raise ServerError(f"{argv[0]} exited with status {process.returncode} before answering on {url}; "
-                                  f"last lines of {log}:\n{log_tail(log)}")
-            if time.monotonic() > deadline:
-                raise ServerError(f"{argv[0]} did not answer on {url} within {ready_timeout:.0f}s; "
-                                  f"last lines of {log}:\n{log_tail(log)}")
-            time.sleep(0.25)
-        server.peak_kb = max(server.peak_kb, resident_peak_kb(process.pid))
-        yield server
-    finally:
-        if server is not None:
-            server.peak_kb = max(server.peak_kb, resident_peak_kb(server.process.pid))
-            server._stop_sampling.set()
-        if process is not None:
-            stop(process)
-        if sampler is not None:
-            sampler.join(timeout=5)
+    with _sigterm_unwinds():
+        try:
+            with open(log, "w", encoding="utf-8") as sink:
+                process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+            server = Server(url, port, process, log, argv)
+            sampler = threading.Thread(target=server._sample, args=(sample_every,), daemon=True)
+            sampler.start()
+            deadline = time.monotonic() + ready_timeout
+            while not ready(url):
+                if process.poll() is not None:
+                    raise ServerError(f"{argv[0]} exited with status {process.returncode} before answering on {url}; "
+                                      f"last lines of {log}:\n{log_tail(log)}")
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{argv[0]} did not answer on {url} within {ready_timeout:.0f}s; "
+                                      f"last lines of {log}:\n{log_tail(log)}")
+                time.sleep(0.25)
+            server.peak_kb = max(server.peak_kb, resident_peak_kb(process.pid))
+            yield server
+        finally:
+            if server is not None:
+                server.peak_kb = max(server.peak_kb, resident_peak_kb(server.process.pid))
+                server._stop_sampling.set()
+            if process is not None:
+                stop(process)
+            if sampler is not None:
+                sampler.join(timeout=5)

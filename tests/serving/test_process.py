@@ -110,3 +110,35 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path: Path) ->
 
     with socket.socket() as sock:  # the port is free again: the stub was stopped
         sock.bind((HOST, port))
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from posttrain.serving.process import served
+with served({command!r}, log=Path({log!r})) as server:
+    print(server.process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signum", [15, 9])
+def test_server_does_not_outlive_a_terminated_or_killed_caller(tmp_path: Path, signum: int) -> None:
+    import signal
+    import subprocess
+
+    log = tmp_path / "server.log"
+    code = HOLDER.format(command=_stub(), log=str(log))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    try:
+        server_pid = int(holder.stdout.readline())
+        assert _alive(server_pid)
+        holder.send_signal(signum)  # `timeout` sends SIGTERM; SIGKILL leaves no handler to run
+        holder.wait(timeout=30)
+        assert _gone(server_pid, within=15)
+    finally:
+        holder.kill()
+        holder.wait()
+    if signum == signal.SIGTERM:
+        assert holder.returncode == 128 + 15  # unwound through the `finally` that stops the server
