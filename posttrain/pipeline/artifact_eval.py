@@ -307,7 +307,8 @@ def _speed(server: Server, model: str, replies: ReplyLog) -> dict[str, Any]:
 def _end_of_turn(replies: ReplyLog, reference_samples: Path, tokenizer: Any) -> dict[str, Any]:
     """How many replies stopped (finish_reason `stop`) and how many ran to the token limit (`length`), next to how
     many of the merged model's replies in transformers reached that many tokens on the same documents: a model
-    that rambles in transformers too is no engine run-on."""
+    that rambles in transformers too is no engine run-on. ok: none ran on, or at most max(1, 10% of the documents)
+    more than in transformers."""
     n = len(replies.finish_reasons)
     if not n:
         return {"ok": None, "detail": "no generation task was scored"}
@@ -322,7 +323,9 @@ def _end_of_turn(replies: ReplyLog, reference_samples: Path, tokenizer: Any) -> 
                  for row in read_rows(file) if row.get("raw_response") is not None]
         reference_cut = sum(1 for t in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit)
         detail += f"; the merged model in transformers reached {limit} tokens in {reference_cut} of {len(texts)}"
-    ok = cut == 0 or (reference_cut is not None and cut <= reference_cut)
+    # An engine that misses the end-of-turn token runs on in nearly every reply; a few more replies at the limit
+    # than transformers (greedy ties broken differently by a quantized model) are no such sign.
+    ok = cut == 0 or (reference_cut is not None and cut - reference_cut <= max(1, round(0.1 * n)))
     return {"ok": ok, "detail": detail, "stop": stopped, "length": cut, "n": n, "reference_length": reference_cut}
 
 
