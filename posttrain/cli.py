@@ -215,12 +215,27 @@ def eval_(
     seed: Annotated[int, typer.Option("--seed", help="lm-eval's random seeds.")] = 42,
     recipe: Annotated[Path | None, typer.Option("--recipe", help="Take the eval settings from this recipe's "
                                                  "`eval` section (--tasks/--limit/... override it).")] = None,
+    artifact: Annotated[list[str] | None, typer.Option(
+        "--artifact", help="Score exported artifacts of RUN (or RUN/STAGE) inside their engines instead: "
+                           "gguf:q4_k_m,gguf:q8_0,vllm (the run's own eval settings; compared with the stage).")] = None,
     runs_dir: RunsOpt = Path("runs"),
 ) -> None:
     """Evaluate MODEL with the same lm-eval code path as a run, print the scores with their uncertainty,
-    and record them on the leaderboard (run `eval`)."""
+    and record them on the leaderboard (run `eval`). With --artifact, score a run's exported artifacts in
+    llama.cpp's or vLLM's server, each a leaderboard row `<stage>@<artifact>` with a paired verdict."""
     from posttrain.pipeline.evaluate_any import evaluate_reference
     from posttrain.terminal import print_eval
+
+    if artifact:
+        if tasks or limit is not None or include or num_fewshot is not None or gen_kwargs or recipe:
+            raise UserError("--artifact scores with the run's own eval settings (those its stage was scored with, "
+                            "for the paired test): drop --tasks/--limit/--include/--num-fewshot/--gen-kwargs/--recipe")
+        from posttrain.pipeline.artifact_eval import evaluate_artifacts
+        from posttrain.terminal import print_artifacts
+
+        print_artifacts(evaluate_artifacts(Path(model), None, artifact, runs_dir=runs_dir, console=console),
+                        console=console)
+        return
 
     spec = _eval_spec(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size)
     outcome = evaluate_reference(model, spec, runs_dir=runs_dir, seed=seed, console=console)

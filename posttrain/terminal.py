@@ -70,6 +70,7 @@ def print_run_report(report: RunReport, *, console: Console) -> None:
     objectives = objectives_rich_table(report.objectives())
     if objectives is not None:
         console.print(objectives)
+    print_artifacts(report.artifacts, console=console)
     console.print(f"run directory: {report.run_dir}")
 
 
@@ -121,3 +122,17 @@ def print_eval(outcome: EvalOutcome, *, console: Console) -> None:
     console.print(table)
     for note in notes:
         console.print(f"[yellow]note[/] {note}")
+
+
+def print_artifacts(records: list[dict], *, console: Console) -> None:
+    """Exported artifacts scored in their engines: score with interval, the paired verdict, size, speed, parity."""
+    from posttrain.pipeline.artifact_eval import scores_table
+
+    if not records:
+        return
+    table = Table(title="exported artifacts scored in their engines (vs the merged model, same documents)")
+    for column in ("artifact", "task", "score [95%]", "verdict", "size", "generation", "parity"):
+        table.add_column(column)
+    for row in scores_table(records):
+        table.add_row(*row)
+    console.print(table)

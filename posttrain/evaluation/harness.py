@@ -22,7 +22,7 @@ from posttrain.evaluation.suite import available_tasks
 from posttrain.evaluation.tasks import TaskPlan, plan_tasks
 from posttrain.stagekit.specs import EvalSpec, EvalTask
 
-__all__ = ["available_tasks", "evaluate_model", "evaluate_spec", "headline"]
+__all__ = ["available_tasks", "evaluate_lm", "evaluate_model", "evaluate_spec", "headline"]
 
 
 @lru_cache(maxsize=4)
@@ -114,8 +114,6 @@ def evaluate_model(
     if apply_chat_template and not getattr(tokenizer, "chat_template", None):
         raise UserError("the tokenizer has no chat template; evaluate with apply_chat_template=False")
 
-    import lm_eval
-    from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     from posttrain.evaluation.sharded import ShardedHFLM
@@ -123,33 +121,58 @@ def evaluate_model(
     if str(getattr(model, "device", device)) != device:
         model.to(device)
     was_training = bool(getattr(model, "training", False))
-    start = time.perf_counter()
     try:
         with quiet():
             # softmax in fp32: a bf16 model's log-likelihoods would otherwise carry ~3 significant digits.
             settings = dict(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device,
                             softmax_dtype="float32")
             lm = ShardedHFLM(accelerator=accelerator, **settings) if accelerator is not None else HFLM(**settings)
-            out = simple_evaluate(
-                model=lm,
-                tasks=plan.lm_names,
-                limit=limit,
-                num_fewshot=num_fewshot,
-                gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
-                task_manager=_task_manager(tuple(str(p) for p in plan.include_paths)),
-                apply_chat_template=apply_chat_template,
-                fewshot_as_multiturn=apply_chat_template,
-                log_samples=True,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-                bootstrap_iters=1000,  # means have a closed-form stderr; this only bounds other metrics
-            )
+        result = evaluate_lm(lm, plan, limit=limit, num_fewshot=num_fewshot, gen_kwargs=gen_kwargs, seed=seed,
+                             apply_chat_template=apply_chat_template, samples_dir=samples_dir,
+                             gathered=accelerator is None or accelerator.process_index == 0)
     finally:
         model.train(was_training)
+    return result
+
+
+def evaluate_lm(
+    lm: Any,
+    plan: TaskPlan,
+    *,
+    limit: int | None,
+    num_fewshot: int | None,
+    gen_kwargs: dict[str, Any] | None,
+    seed: int,
+    apply_chat_template: bool,
+    samples_dir: Path | None,
+    gathered: bool = True,
+) -> dict[str, Any] | None:
+    """Run lm-eval's `simple_evaluate` on any lm-eval model object (HFLM, an API model of a serving engine) with
+    the settings every evaluation of posttrain uses, and summarize it (see `evaluate_model`). `gathered`: False on
+    the ranks of a data-parallel evaluation that hand their documents to rank 0 (they return None)."""
+    import lm_eval
+    from lm_eval import simple_evaluate
+
+    start = time.perf_counter()
+    with quiet():
+        out = simple_evaluate(
+            model=lm,
+            tasks=plan.lm_names,
+            limit=limit,
+            num_fewshot=num_fewshot,
+            gen_kwargs=dict(gen_kwargs) if gen_kwargs else None,
+            task_manager=_task_manager(tuple(str(p) for p in plan.include_paths)),
+            apply_chat_template=apply_chat_template,
+            fewshot_as_multiturn=apply_chat_template,
+            log_samples=True,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            bootstrap_iters=1000,  # means have a closed-form stderr; this only bounds other metrics
+        )
     seconds = time.perf_counter() - start
-    if accelerator is not None and accelerator.process_index != 0:
+    if not gathered:
         return None  # rank 0 gathered this rank's documents
     if out is None:
         raise RuntimeError("lm-eval returned no results")

@@ -27,6 +27,7 @@ from posttrain.leaderboard.store import LEADERBOARD_DB, record_run
 from posttrain.leaderboard.table import StageScores
 from posttrain.locking import sole_writer
 from posttrain.models.lineage import Lineage, materialize
+from posttrain.pipeline.artifact_eval import artifact_rows, exported_artifacts, score_artifacts
 from posttrain.pipeline.datasets import prepare_datasets, used_datasets
 from posttrain.pipeline.evaluate import evaluate_cached
 from posttrain.pipeline.objective import objective_cached
@@ -83,11 +84,18 @@ class RunReport:
     base: StageOutcome
     stages: list[StageOutcome]
     seconds: float
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    """artifact.json of each exported artifact this run scored in its engine (`export.evaluate`)."""
 
     def leaderboard_rows(self) -> list[StageScores]:
-        """Base first, then every evaluated stage."""
+        """Base first, then every evaluated stage, then the exported artifacts scored in their engines."""
         base = StageScores(BASE, self.base.scores, evidence=load_evidence(RunDir(self.run_dir).stage_dir(BASE)))
-        return [base] + [s.leaderboard_row(self.run_dir) for s in self.stages if s.scores]
+        return ([base] + [s.leaderboard_row(self.run_dir) for s in self.stages if s.scores]
+                + [row for row, _ in self.artifact_rows()])
+
+    def artifact_rows(self) -> list[tuple[StageScores, str]]:
+        """(`<stage>@<artifact>` row, its eval fingerprint) for each artifact scored in its engine."""
+        return artifact_rows(RunDir(self.run_dir), [s.name for s in self.stages])
 
     def objectives(self) -> list[tuple[str, HeldOutObjective]]:
         """(stage, held-out objective) for every stage that measured one, in run order."""
@@ -174,10 +182,24 @@ def _carry_out(
                 settings=recipe.export.format_settings(),
             )
             failpoint("export")
-    report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started)
+    scored = _score_exports(run, stage_outcomes, tokenizer=session.tokenizer, console=console) \
+        if recipe.export.evaluate else []
+    report = RunReport(session.run_dir, base_outcome, stage_outcomes, seconds=time.time() - started,
+                       artifacts=scored)
     _publish(report, recipe_name=recipe.name, model_ref=recipe.model.base, db_path=runs_dir / LEADERBOARD_DB)
     write_report(report.run_dir)
     return report
+
+
+def _score_exports(run: RunDir, outcomes: list[StageOutcome], *, tokenizer: Any,
+                   console: Console) -> list[dict[str, Any]]:
+    """`export.evaluate`: every GGUF quant and vLLM adapter exported for evaluated stages, scored in its engine."""
+    records: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        specs = exported_artifacts(run, outcome.name)
+        if specs and outcome.scores:  # compared with the stage's own evaluation: none, nothing to compare
+            records += score_artifacts(run, outcome.name, specs, console=console, tokenizer=tokenizer)
+    return records
 
 
 def _check_data_fingerprints(plan: RunPlan, datasets: dict[str, Any]) -> None:
@@ -308,5 +330,6 @@ def _publish(report: RunReport, *, recipe_name: str, model_ref: str, db_path: Pa
     markdown = run_markdown(recipe_name, rows)
     objectives = objectives_markdown(report.objectives())
     RunDir(report.run_dir).leaderboard_file.write_text(markdown + (f"\n{objectives}" if objectives else ""))
-    fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages}}
+    fingerprints = {report.base.name: report.base.fingerprint, **{s.name: s.fingerprint for s in report.stages},
+                    **{row.label: key for row, key in report.artifact_rows()}}
     record_run(db_path, recipe_name, model_ref, rows, fingerprints, utc_now())
