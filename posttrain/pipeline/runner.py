@@ -193,9 +193,10 @@ def _carry_out(
 
 def _score_exports(run: RunDir, outcomes: list[StageOutcome], *, tokenizer: Any,
                    console: Console) -> list[dict[str, Any]]:
-    """`export.evaluate`: every GGUF quant and vLLM adapter exported for evaluated stages, scored in its engine."""
+    """`export.evaluate`: the GGUF quants and vLLM adapter exported for the last stage (what the run ships), each
+    scored in its engine; other stages' artifacts are scored on request (`posttrain eval RUN/STAGE --artifact`)."""
     records: list[dict[str, Any]] = []
-    for outcome in outcomes:
+    for outcome in outcomes[-1:]:
         specs = exported_artifacts(run, outcome.name)
         if specs and outcome.scores:  # compared with the stage's own evaluation: none, nothing to compare
             records += score_artifacts(run, outcome.name, specs, console=console, tokenizer=tokenizer)

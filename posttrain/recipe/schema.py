@@ -42,9 +42,10 @@ class ExportSpec(Strict):
     gguf: GgufSpec = Field(default_factory=GgufSpec, description="Settings of the `gguf` format.")
     evaluate: bool = Field(
         False,
-        description="Score each exported artifact inside the engine that runs it, on the recipe's eval tasks: "
-        "every gguf quant in llama.cpp's server, the vllm adapter in vLLM's OpenAI server. Each becomes a "
-        "leaderboard row `<stage>@<artifact>` with its interval and a paired test against the merged model.",
+        description="Score what the run ships (the last stage's exports) inside the engine that runs it, on the "
+        "recipe's eval tasks: each `gguf.quants` file in llama.cpp's server, the vllm adapter in vLLM's OpenAI "
+        "server. Each becomes a leaderboard row `<stage>@<artifact>` with its interval and a paired test against "
+        "the merged model. Other stages: `posttrain eval RUN/STAGE --artifact gguf:q4_k_m`.",
     )
 
     def format_settings(self) -> dict[str, dict[str, Any]]:

@@ -221,11 +221,11 @@ eval: {{tasks: [pt_arith, pt_arith_mc], limit: 2, batch_size: 2, gen_kwargs: {{m
 stages:
   - {{name: sft, type: sft, data: chat, lora: {{r: 4}},
      train: {{max_steps: 2, batch_size: 4, lr: 1.0e-2, logging_steps: 1, max_length: 64}}}}
-export: {{formats: [peft, gguf], evaluate: true}}
+export: {{formats: [peft, gguf], gguf: {{quants: [q8_0]}}, evaluate: true}}
 """
 
 
-def test_run_with_export_evaluate_scores_every_exported_quant(tmp_path: Path, tiny_llama_dir: Path,
+def test_run_with_export_evaluate_scores_the_quants_the_recipe_asked_for(tmp_path: Path, tiny_llama_dir: Path,
                                                               engine_python) -> None:
     engine_python("llama-cpp")
     from rich.console import Console
@@ -245,14 +245,14 @@ def test_run_with_export_evaluate_scores_every_exported_quant(tmp_path: Path, ti
     from posttrain.pipeline.artifact_eval import exported_artifacts
 
     exported = [spec.name for spec in exported_artifacts(run, "sft")]
-    assert {"f16", "q8_0"} <= set(exported)
+    assert exported == ["q8_0"]  # the f16 file every GGUF export holds is scored only when asked for
     assert sorted(run.scored_artifacts("sft")) == sorted(exported)
     assert [(r["stage"], r["artifact"]) for r in report.artifacts] == [("sft", name) for name in exported]
     for record in report.artifacts:
         assert list(record["tasks"]) == ["pt_arith"]
         assert list(record["skipped_tasks"]) == ["pt_arith_mc"]
     board = run.leaderboard_file.read_text()
-    assert "| sft@f16 |" in board and "| sft@q8_0 |" in board
+    assert "| sft@q8_0 |" in board and "sft@f16" not in board
     assert [row.label for row in report.leaderboard_rows()] == ["base", "sft", *(f"sft@{n}" for n in exported)]
     assert not _servers_alive()
     stamp = (run.artifact_score_dir("sft", "q8_0") / "artifact.json").stat().st_mtime_ns
