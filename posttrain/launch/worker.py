@@ -55,12 +55,14 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
     from posttrain.launch.watchdog import Heartbeat
     from posttrain.models.loading import load_tokenizer
     from posttrain.recipe.schema import recipe_model
+    from posttrain.stages import STAGES
     from posttrain.training.callbacks import (
         CheckpointFailpoint,
         MetricsFile,
         NonFiniteLossGuard,
         PreemptionCheckpoint,
     )
+    from posttrain.training.preflight import preflight_for
 
     base_dir = Path(job.base_dir)
     recipe = recipe_model().model_validate(job.recipe, context={"base_dir": base_dir})
@@ -75,7 +77,8 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         resume_from=Path(job.resume_from) if job.resume_from else None, base_dir=base_dir,
         input_name=job.input_name, earlier={k: Lineage.from_dict(v) for k, v in job.earlier.items()},
         callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint(),
-                   Heartbeat(launch_dir(stage_dir), rank), CheckpointFailpoint()],
+                   Heartbeat(launch_dir(stage_dir), rank), CheckpointFailpoint(),
+                   preflight_for(spec.name, spec, STAGES[spec.type].data_kinds)],
     )
     return ctx, spec
 

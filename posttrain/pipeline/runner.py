@@ -48,6 +48,7 @@ from posttrain.training.callbacks import (
     PreemptionCheckpoint,
     keep_metrics_through,
 )
+from posttrain.training.preflight import preflight_for
 from posttrain.training.progress import TrainingProgress
 
 
@@ -246,7 +247,7 @@ def _context(
         earlier={name: o.lineage for name, o in outcomes.items()},
         callbacks=[
             MetricsFile(run.metrics_file(stage.name)), NonFiniteLossGuard(), CheckpointFailpoint(),
-            PreemptionCheckpoint(),
+            PreemptionCheckpoint(), preflight_for(stage.name, stage.spec, stage.stage_type.data_kinds),
             TrainingProgress(console, stage.name),
         ],
     )
