@@ -34,7 +34,12 @@ def check_export(document: Any, *, base_dir: Path) -> list[Problem]:
             llama_cpp.engine_python()
     except UserError as exc:
         return [(where, f"{'/'.join(gguf_formats)} export needs llama.cpp's tools: {exc}")]
-    architecture = _base_architecture(document.get("model"), base_dir)
+    config = _base_config(document.get("model"), base_dir)
+    architectures = (config or {}).get("architectures") or []
+    architecture = str(architectures[0]) if architectures else None
+    if config and architecture and (problem := _runs_differently(architecture, config)):
+        return [(where, f"{problem}, so the {'/'.join(gguf_formats)} export would not be the model trained. Fix: "
+                        "remove gguf/ollama from export.formats (merged and vllm keep the model's own settings)")]
     if architecture is not None and architecture not in llama_cpp.supported_architectures():
         return [(where, f"llama.cpp's converter (llama-cpp-python {llama_cpp.LLAMA_CPP_VERSION}) cannot convert "
                         f"{architecture} (the base model's architecture) to GGUF, so the {'/'.join(gguf_formats)} "
@@ -52,9 +57,29 @@ def _writes_gguf(formats: Any) -> bool:
     return "gguf" in expand_formats(known)
 
 
-def _base_architecture(model: Any, base_dir: Path) -> str | None:
-    """The base's `architectures[0]` where it can be read without a download; None where it cannot be known
-    now (a hub model not in the local cache) or is a GGUF (llama.cpp's own format, so it converts back)."""
+def _runs_differently(architecture: str, config: dict[str, Any]) -> str | None:
+    """A setting llama.cpp's converter accepts but its runtime ignores, so the GGUF computes something else."""
+    if architecture == "Gemma2ForCausalLM":
+        heads = config.get("num_attention_heads") or 1
+        head_dim = config.get("head_dim") or (config.get("hidden_size", 0) // heads)
+        scalar = config.get("query_pre_attn_scalar", head_dim)
+        # llama.cpp scales queries by 1/sqrt(head_dim), except Gemma-2 27B (46 layers): 1/sqrt(hidden/heads).
+        expected = config.get("hidden_size", 0) / heads if config.get("num_hidden_layers") == 46 else head_dim
+        if scalar != expected:
+            return (f"Gemma-2 with query_pre_attn_scalar {scalar}: llama.cpp {llama_cpp_version()} scales queries by "
+                    f"1/sqrt({expected:g}) whatever the config says")
+    return None
+
+
+def llama_cpp_version() -> str:
+    from posttrain.export.llama_cpp import LLAMA_CPP_VERSION
+
+    return LLAMA_CPP_VERSION
+
+
+def _base_config(model: Any, base_dir: Path) -> dict[str, Any] | None:
+    """The base's config.json where it can be read without a download; None where it cannot be known now (a
+    hub model not in the local cache) or is a GGUF (llama.cpp's own format, so it converts back)."""
     from posttrain.errors import UserError
     from posttrain.models.resolve import resolve_model
 
@@ -76,7 +101,7 @@ def _base_architecture(model: Any, base_dir: Path) -> str | None:
     if config is None or not config.is_file():
         return None
     try:
-        architectures = json.loads(config.read_text()).get("architectures") or []
+        loaded = json.loads(config.read_text())
     except (OSError, ValueError):
         return None
-    return str(architectures[0]) if architectures else None
+    return loaded if isinstance(loaded, dict) else None

@@ -125,3 +125,20 @@ def test_validate_takes_gguf_for_a_supported_base_and_says_nothing_without_it(
         load_recipe(_recipe(tmp_path, tiny_model_dir, "gguf"))
     assert any("export.formats" in p and "make engines" in p for p in caught.value.problems), caught.value.problems
     assert load_recipe(_recipe(tmp_path, tiny_model_dir, "peft, vllm")).recipe.export.formats == ["peft", "vllm"]
+
+
+def test_validate_refuses_gguf_for_a_gemma2_whose_query_scaling_llama_cpp_ignores(gguf_tools, tmp_path: Path) -> None:
+    from posttrain.errors import RecipeError
+    from posttrain.recipe.loader import load_recipe
+
+    base = tmp_path / "gemma2"
+    base.mkdir()
+    config = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_size": 256,
+              "num_attention_heads": 4, "head_dim": 64, "num_hidden_layers": 2, "query_pre_attn_scalar": 64}
+    (base / "config.json").write_text(json.dumps(config))
+    assert load_recipe(_recipe(tmp_path, base, "gguf")).recipe.export.formats == ["gguf"]  # the released models' way
+    (base / "config.json").write_text(json.dumps({**config, "query_pre_attn_scalar": 256}))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(_recipe(tmp_path, base, "gguf"))
+    (problem,) = [p for p in caught.value.problems if "export.formats" in p]
+    assert "query_pre_attn_scalar 256" in problem and "1/sqrt(64)" in problem and "Fix: remove gguf" in problem
