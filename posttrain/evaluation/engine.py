@@ -92,12 +92,13 @@ def evaluate_served(
     *,
     seed: int,
     samples_dir: Path,
+    chat_template: str | None = None,
 ) -> tuple[dict[str, Any], ReplyLog]:
     """Score `tasks` (generate_until ones) on the served model with `spec`'s limit and generation settings."""
     log = ReplyLog()
     lm = chat_model(base_url, model_name, log, seed=seed)
     plan = plan_tasks(tasks, spec.include, num_fewshot=spec.num_fewshot)
     result = evaluate_lm(lm, plan, limit=spec.limit, num_fewshot=spec.num_fewshot, gen_kwargs=spec.gen_kwargs,
-                         seed=seed, apply_chat_template=True, samples_dir=samples_dir)
+                         seed=seed, apply_chat_template=True, samples_dir=samples_dir, chat_template=chat_template)
     assert result is not None
     return result, log

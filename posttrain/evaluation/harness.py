@@ -8,6 +8,8 @@ and the same scores plain `lm_eval --model hf` gives on the saved model.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -146,10 +148,13 @@ def evaluate_lm(
     apply_chat_template: bool,
     samples_dir: Path | None,
     gathered: bool = True,
+    chat_template: str | None = None,
 ) -> dict[str, Any] | None:
     """Run lm-eval's `simple_evaluate` on any lm-eval model object (HFLM, an API model of a serving engine) with
     the settings every evaluation of posttrain uses, and summarize it (see `evaluate_model`). `gathered`: False on
-    the ranks of a data-parallel evaluation that hand their documents to rank 0 (they return None)."""
+    the ranks of a data-parallel evaluation that hand their documents to rank 0 (they return None).
+    `chat_template`: the template the model is prompted with, for the protocol (default: the lm's tokenizer's;
+    a served model's engine renders its own, checked equal to the tokenizer's by the artifact's parity check)."""
     import lm_eval
     from lm_eval import simple_evaluate
 
@@ -177,12 +182,61 @@ def evaluate_lm(
     if out is None:
         raise RuntimeError("lm-eval returned no results")
     result = _summarize(plan, out, samples_dir)
+    if chat_template is None:
+        chat_template = getattr(getattr(lm, "tokenizer", None), "chat_template", None)
+    result["protocol"] = protocols(
+        plan, out, limit=limit, seed=seed, apply_chat_template=apply_chat_template, chat_template=chat_template,
+        lm_eval_version=lm_eval.__version__,
+    )
     result.update(
         limit=limit, num_fewshot=num_fewshot, gen_kwargs=gen_kwargs, seconds=round(seconds, 2),
         lm_eval_version=lm_eval.__version__, apply_chat_template=apply_chat_template, seed=seed,
         task_digest=plan.digest(),
     )
     return result
+
+
+def protocols(plan: TaskPlan, out: dict[str, Any], *, limit: int | None, seed: int, apply_chat_template: bool,
+              chat_template: str | None, lm_eval_version: str) -> dict[str, dict[str, Any]]:
+    """Per task column, everything besides the model that decides its score: the task as lm-eval ran it (its
+    resolved config, hashed, data files by content), shots, documents, chat template on/off and its hash,
+    generation settings, answer filters, metric, lm-eval version, seed. Two scores compare only under equal ones."""
+    result: dict[str, dict[str, Any]] = {}
+    for column, lm_name, wanted in _columns(plan, out):
+        configs = [out["configs"].get(leaf, {}) for leaf in _leaves(lm_name, out)]
+        first = configs[0] if configs else {}
+        result[column] = {
+            "task_hash": _digest([_content_only(c) for c in configs]),
+            "num_fewshot": first.get("num_fewshot"),
+            "limit": limit,
+            "apply_chat_template": apply_chat_template,
+            "chat_template_hash": _digest(chat_template) if apply_chat_template and chat_template else None,
+            "generation_kwargs": first.get("generation_kwargs"),
+            "filters": [f.get("name") for f in first.get("filter_list") or [] if isinstance(f, dict)],
+            "metric": pick_metric(compact_metrics(out["results"][lm_name]), wanted),
+            "lm_eval_version": lm_eval_version,
+            "seed": seed,
+        }
+    return result
+
+
+def _content_only(value: Any) -> Any:
+    """A task config with its data files named by content, so one task on one file hashes alike wherever it sits."""
+    if isinstance(value, dict):
+        return {k: _content_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_content_only(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and "\n" not in value:
+        path = Path(value)
+        if path.is_file():
+            return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return "path:" + path.name
+    return value if isinstance(value, (int, float, bool, type(None), str)) else str(value)
+
+
+def _digest(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _leaves(name: str, out: dict[str, Any]) -> list[str]:

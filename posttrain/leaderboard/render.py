@@ -23,6 +23,9 @@ LEGEND = (
 )
 
 
+NOT_COMPARED = "other protocol"
+
+
 def _mark(test: DeltaTest | None) -> str:
     if test is None:
         return ""
@@ -52,6 +55,7 @@ def _fmt_cell(c: Cell, *, rich: bool) -> str:
         parts.append(f"{_fmt_delta(c.vs_input, c.test_input, rich=rich)} vs input")
     if c.retention is not None:
         parts.append(f"retention {c.retention:.2f}")
+    parts += [f"not compared with {against} ({NOT_COMPARED})" for against in c.not_compared]
     sep = "\n" if rich else "<br>"
     return sep.join(parts)
 
@@ -140,7 +144,11 @@ def significance_verdicts(rows: Sequence[StageScores]) -> list[str]:
     """
     lines = []
     for row, cells in zip(rows[1:], compute_cells(rows)[1:], strict=True):
+        lines += [f"{row.label}: {task} not compared with {against}: {why}"
+                  for task, cell in cells.items() for against, why in cell.not_compared.items()]
         tested = {t: c for t, c in cells.items() if _tested(c.test_base) or _tested(c.test_input)}
+        if not tested and any(c.not_compared for c in cells.values()):
+            continue
         if not tested:
             lines.append(f"{row.label}: no paired test possible (no per-document results)")
             continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from posttrain.evaluation.record import EvalEvidence
+from posttrain.evaluation.record import EvalEvidence, protocol_difference
 from posttrain.evaluation.stats import DeltaTest, TaskStats, paired_test
 from posttrain.stagekit.facts import StageFacts
 
@@ -43,6 +43,8 @@ class Cell:
     stats: TaskStats | None = None
     test_base: DeltaTest | None = None
     test_input: DeltaTest | None = None
+    not_compared: dict[str, str] = field(default_factory=dict)
+    """`base` / `input` → why no delta is shown against it (their evaluation protocols differ)."""
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -107,14 +109,22 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
         for task in task_columns(rows):
             score = row.scores.get(task)
             has_input = i > 1 and parent is not None and parent is not rows[0]
+            # Scores taken under different protocols (documents, shots, template, settings) are not compared.
+            not_compared = {
+                against: why for against, other, wanted in (("base", base_row, i > 0), ("input", parent, has_input))
+                if wanted and other is not None and task in row.scores and task in other.scores
+                and (why := protocol_difference(row.evidence, other.evidence, task))
+            }
+            compare_base, compare_input = i > 0 and "base" not in not_compared, has_input and "input" not in not_compared
             cells[task] = Cell(
                 score=score,
-                vs_base=_delta(score, base.get(task)) if i > 0 else None,
-                vs_input=_delta(score, parent.scores.get(task)) if has_input and parent else None,
+                vs_base=_delta(score, base.get(task)) if compare_base else None,
+                vs_input=_delta(score, parent.scores.get(task)) if compare_input and parent else None,
                 retention=_ratio(score, reference.get(task)) if reference is not None else None,
                 stats=row.evidence.stats.get(task) if row.evidence else None,
-                test_base=delta_test(row, base_row, task) if i > 0 else None,
-                test_input=delta_test(row, parent, task) if has_input and parent else None,
+                test_base=delta_test(row, base_row, task) if compare_base else None,
+                test_input=delta_test(row, parent, task) if compare_input and parent else None,
+                not_compared=not_compared,
             )
         out.append(cells)
     return out

@@ -220,8 +220,10 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
     with served(command, log=folder / "server.log", env=engine_env(),
                 ready_timeout=600 if spec.kind == "vllm" else 180) as server:
         if tasks:
+            # The engine renders the artifact's own copy of the tokenizer's template (parity-checked below).
             results, replies = evaluate_served(server.url, model_name, eval_spec, tasks, seed=seed,
-                                               samples_dir=folder / SAMPLES_DIR)
+                                               samples_dir=folder / SAMPLES_DIR,
+                                               chat_template=getattr(tokenizer, "chat_template", None))
         speed = _speed(server, model_name, replies)
         if spec.kind == "vllm":
             parity["chat_template"] = _vllm_template_parity(server, model_name, tokenizer)
