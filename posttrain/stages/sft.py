@@ -36,6 +36,7 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
     from posttrain.training.learned_loss import learned_positions_loss
     from posttrain.training.length_grouping import length_grouped
     from posttrain.training.lora import lora_config
+    from posttrain.training.mask_check import check_loss_mask
     from posttrain.training.outputs import train_and_save
 
     rows = read_rows(ctx.dataset(spec.data).train_path)
@@ -58,6 +59,9 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         callbacks=ctx.callbacks,
         **sft_batching(ctx.tokenizer, packing=spec.packing),
     )
+    if not spec.packing:  # packed rows mix examples: their masks are TRL's packing's
+        check_loss_mask(trainer, ctx.tokenizer, stage=spec.name, dataset=spec.data, rows=rows,
+                        max_length=spec.train.max_length)
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 
 
