@@ -92,11 +92,28 @@ def load_quantized(lineage: Lineage, *, dtype: str = "auto", trust_remote_code: 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _lora_scale(config: dict[str, Any]) -> float:
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ValueError("adapters with per-module rank_pattern/alpha_pattern are not supported here")
-    rank, alpha = config["r"], config["lora_alpha"]
-    return alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
+def _lora_scale(config: dict[str, Any], rank: int | None = None) -> float:
+    """alpha / r of a LoRA (alpha / sqrt(r) with rsLoRA); `rank` picks a module's own rank of `rank_pattern`,
+    whose alpha is the `alpha_pattern` entry of the same key (else the adapter's alpha)."""
+    r, alpha = config["r"], config["lora_alpha"]
+    if rank is not None and rank != r:
+        keys = [k for k, v in (config.get("rank_pattern") or {}).items() if v == rank]
+        if not keys:
+            raise ValueError(f"a module of rank {rank} matches no rank_pattern entry of an adapter of rank {r}")
+        r, alpha = rank, (config.get("alpha_pattern") or {}).get(keys[0], alpha)
+    elif config.get("alpha_pattern") and not config.get("rank_pattern"):
+        raise ValueError("adapters with a per-module alpha_pattern alone are not supported here")
+    return alpha / r**0.5 if config.get("use_rslora") else alpha / r
+
+
+def _experts_of(base_model: str) -> int:
+    """Experts per mixture-of-experts layer of the base (1 for a dense model), from its config.json."""
+    try:
+        config = json.loads((Path(base_model) / "config.json").read_text())
+    except (OSError, ValueError):
+        return 1
+    config = config.get("text_config", config)
+    return int(config.get("num_experts") or config.get("num_local_experts") or 1)
 
 
 def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_model: str) -> Path:
@@ -105,6 +122,9 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
     Modules a stage did not target contribute zero blocks, so the result is
     exact for any mix of target modules. The scale of every stage is folded
     into its B block and the combined adapter has scale 1 (alpha == r).
+    A mixture-of-experts layer's fused expert weights are adapted by PEFT's parameter wrappers: their A is
+    (experts × rank, in) expert-major and their B (out, rank × experts) rank-major; the ranks are joined per
+    expert in that layout, and `rank_pattern` (the wrappers' own ranks) summed like `r`.
     """
     import torch
     from safetensors.torch import load_file, save_file
@@ -116,24 +136,38 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
     for config in configs:
         if config.get("use_dora") or config.get("modules_to_save") or config.get("bias", "none") != "none":
             raise ValueError("cumulative adapters need plain LoRA (no DoRA, bias or modules_to_save)")
+    num_experts = _experts_of(base_model)
 
     modules = sorted({k[: -len(".lora_A.weight")] for w in weights for k in w if k.endswith(".lora_A.weight")})
     total_rank = sum(c["r"] for c in configs)
     combined: dict[str, Any] = {}
     for module in modules:
-        a_blocks, b_blocks = [], []
+        experts = num_experts if ".experts" in module else 1
         first = next(w for w in weights if f"{module}.lora_A.weight" in w)
         in_features = first[f"{module}.lora_A.weight"].shape[1]
         out_features = first[f"{module}.lora_B.weight"].shape[0]
+        a_blocks, b_blocks = [], []
         for config, w in zip(configs, weights, strict=True):
-            a = w.get(f"{module}.lora_A.weight", torch.zeros(config["r"], in_features))
-            b = w.get(f"{module}.lora_B.weight", torch.zeros(out_features, config["r"]))
-            a_blocks.append(a.float())
-            b_blocks.append(b.float() * _lora_scale(config))
-        combined[f"{module}.lora_A.weight"] = torch.cat(a_blocks, dim=0).contiguous()
-        combined[f"{module}.lora_B.weight"] = torch.cat(b_blocks, dim=1).contiguous()
+            if f"{module}.lora_A.weight" in w:
+                a, b = w[f"{module}.lora_A.weight"].float(), w[f"{module}.lora_B.weight"].float()
+                rank = a.shape[0] // experts
+            else:  # not targeted by this stage: a zero block of the stage's rank
+                rank = config["r"]
+                a, b = torch.zeros(experts * rank, in_features), torch.zeros(out_features, rank * experts)
+            scale = _lora_scale(config, rank)
+            a_blocks.append(a.reshape(experts, rank, in_features))
+            b_blocks.append(b.reshape(out_features, rank, experts) * scale)
+        joined_a = torch.cat(a_blocks, dim=1)
+        combined[f"{module}.lora_A.weight"] = joined_a.reshape(-1, in_features).contiguous()
+        combined[f"{module}.lora_B.weight"] = torch.cat(b_blocks, dim=1).reshape(out_features, -1).contiguous()
 
-    target_modules = sorted({m.rsplit(".", 1)[-1] for m in modules})
+    rank_pattern = {key: sum((c.get("rank_pattern") or {}).get(key, c["r"]) for c in configs)
+                    for key in sorted({k for c in configs for k in (c.get("rank_pattern") or {})})}
+    parameters = sorted({p for c in configs for p in (c.get("target_parameters") or [])})
+    if parameters:  # wrapped parameters name their modules themselves; the rest are the adapters' own targets
+        target_modules = sorted({m for c in configs for m in (c.get("target_modules") or [])})
+    else:
+        target_modules = sorted({m.rsplit(".", 1)[-1] for m in modules})
     config = dict(configs[-1])
     config.update(
         r=total_rank,
@@ -142,9 +176,11 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
         use_rslora=False,
         target_modules=target_modules,
         base_model_name_or_path=base_model,
-        rank_pattern={},
-        alpha_pattern={},
+        rank_pattern=rank_pattern,
+        alpha_pattern=dict(rank_pattern),
     )
+    if parameters:
+        config["target_parameters"] = parameters
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(combined, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))

@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
 )
 
+from posttrain.fingerprint import NEUTRAL_AT_DEFAULT
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -52,6 +54,11 @@ class LoraSpec(Strict):
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module name suffixes to adapt (q_proj, v_proj, ...) or all-linear."
+    )
+    experts: bool = Field(
+        True, json_schema_extra=NEUTRAL_AT_DEFAULT,
+        description="On mixture-of-experts models: adapt the experts' weights too (PEFT's parameter wrappers, "
+        "which take no dropout: dropout is then 0), or false to adapt attention and the router only.",
     )
 
 

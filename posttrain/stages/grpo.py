@@ -75,13 +75,14 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
         log_completions=False,
         **extra,
     )
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     trainer = GRPOTrainer(
-        model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
+        model=model,
         reward_funcs=[r.fn for r in rewards],
         args=config,
         train_dataset=prompt_dataset(rows),
         processing_class=ctx.tokenizer,
-        peft_config=None if spec.full_finetune else lora_config(spec.lora),
+        peft_config=None if spec.full_finetune else lora_config(spec.lora, model),
         callbacks=ctx.callbacks,
     )
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)

@@ -75,7 +75,7 @@ def run(ctx: StageContext, spec: KTOStage) -> StageResult:
         args=config,
         train_dataset=Dataset.from_list([unpaired_example(row) for row in rows]),
         processing_class=ctx.tokenizer,
-        peft_config=None if spec.full_finetune else lora_config(spec.lora),
+        peft_config=None if spec.full_finetune else lora_config(spec.lora, model),
         callbacks=ctx.callbacks,
     )
     result = train_and_save(ctx, trainer, full_finetune=spec.full_finetune)

@@ -50,12 +50,13 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         completion_only_loss=spec.loss_on == "completion",
     )
     trainer_class = length_grouped(SFTTrainer) if spec.group_by_length and not spec.packing else SFTTrainer
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     trainer = learned_positions_loss(trainer_class)(
-        model=ctx.load_input_model(trains_adapter=not spec.full_finetune),
+        model=model,
         args=config,
         train_dataset=train_dataset,
         processing_class=ctx.tokenizer,
-        peft_config=None if spec.full_finetune else lora_config(spec.lora),
+        peft_config=None if spec.full_finetune else lora_config(spec.lora, model),
         callbacks=ctx.callbacks,
         **sft_batching(ctx.tokenizer, packing=spec.packing),
     )

@@ -1,18 +1,53 @@
-"""The PEFT LoraConfig for a recipe's `lora:` block."""
+"""The PEFT LoraConfig for a recipe's `lora:` block, fitted to the model it adapts."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from peft import LoraConfig
 
+from posttrain.errors import UserError
 from posttrain.stagekit.specs import LoraSpec
 
 
-def lora_config(spec: LoraSpec) -> LoraConfig:
+def lora_config(spec: LoraSpec, model: Any = None) -> LoraConfig:
+    """`spec` as PEFT takes it. On a mixture-of-experts `model`, PEFT adapts the experts' fused weights with
+    parameter wrappers that take no dropout: with `lora.experts` (the default) the adapter's dropout is 0 (an
+    explicit non-zero `lora.dropout` is refused with the fix); without, the experts are left out."""
+    dropout = spec.dropout
+    targets = spec.target_modules
+    if model is not None and expert_modules(model):
+        if not spec.experts and targets == "all-linear":
+            # PEFT resolves all-linear on MoE models to the fused expert weights too: name the rest instead.
+            targets = dense_linear_names(model)
+        elif dropout > 0 and "dropout" in spec.model_fields_set:
+            raise UserError(
+                f"lora.dropout {dropout}: this is a mixture-of-experts model, and PEFT adapts its experts' fused "
+                "weights with parameter wrappers that take no dropout. Fix: set lora.dropout: 0, or lora.experts: "
+                "false to adapt attention (and the router) only"
+            )
+        else:
+            dropout = 0.0
     return LoraConfig(
         r=spec.r,
         lora_alpha=spec.alpha if spec.alpha is not None else 2 * spec.r,
-        lora_dropout=spec.dropout,
-        target_modules=spec.target_modules,
+        lora_dropout=dropout,
+        target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def expert_modules(model: Any) -> list[str]:
+    """Names of the modules holding a mixture-of-experts layer's fused expert weights (3-D parameters)."""
+    return [name for name, module in model.named_modules()
+            if name.endswith("experts") and any(p.dim() == 3 for p in module.parameters(recurse=False))]
+
+
+def dense_linear_names(model: Any) -> list[str]:
+    """Suffixes of the linear layers outside the experts and the output head (attention, the router, ...)."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head and ".experts" not in name})

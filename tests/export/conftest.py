@@ -132,12 +132,20 @@ def engine_python():
 
 FAMILY_SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, max_position_embeddings=512)
-BPE_FAMILIES = ("llama", "olmo2")
+BPE_FAMILIES = ("llama", "olmo2", "qwen3_moe")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
 def _family_config(family: str, vocab_size: int):
-    from transformers import Gemma2Config, LlamaConfig, Olmo2Config, Phi3Config, Qwen2Config, Qwen3Config
+    from transformers import (
+        Gemma2Config,
+        LlamaConfig,
+        Olmo2Config,
+        Phi3Config,
+        Qwen2Config,
+        Qwen3Config,
+        Qwen3MoeConfig,
+    )
 
     ids = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
     if family == "llama":  # untied: the output head is a tensor of its own
@@ -148,6 +156,10 @@ def _family_config(family: str, vocab_size: int):
     if family == "qwen3":  # q/k norms
         return Qwen3Config(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, use_sliding_window=False,
                            **ids, **FAMILY_SHAPE)
+    if family == "qwen3_moe":  # 4 experts, 2 a token: fused 3-D expert weights and a router on every layer
+        return Qwen3MoeConfig(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, num_experts=4,
+                              num_experts_per_tok=2, moe_intermediate_size=256, decoder_sparse_step=1, **ids,
+                              **FAMILY_SHAPE)
     if family == "gemma2":  # four norms a layer, logit soft-capping, sliding-window layers
         # llama.cpp scales queries by 1/sqrt(head_dim) and ignores query_pre_attn_scalar (the released 2B and
         # 9B have the two equal); transformers' default 256 would make a model llama.cpp runs differently.

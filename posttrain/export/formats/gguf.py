@@ -78,7 +78,14 @@ def write(job: ExportJob) -> None:
             llama_cpp.quantize(folder / models["f16"], folder / models[quant], quant)
             seconds[quant] = time.perf_counter() - started
     files: dict[str, Any] = {"models": models, "quants": quants, "chosen": quants[0]}
-    if "peft" in job.paths:
+    adapter_config = json.loads((Path(job.paths["peft"]) / "adapter_config.json").read_text()) \
+        if "peft" in job.paths else {}
+    if adapter_config.get("target_parameters"):
+        # llama.cpp's LoRA converter takes adapters of linear modules only, not PEFT's wrappers of a
+        # mixture-of-experts layer's fused expert weights: the merged files above hold those changes.
+        files["adapter_skipped"] = ("the adapter holds LoRA on fused expert weights (PEFT target_parameters), which "
+                                    "llama.cpp's convert_lora_to_gguf.py does not take; the model files are merged")
+    elif "peft" in job.paths:
         base = Path(job.lineage.base)
         files["base"] = "base-f16.gguf"
         files["adapter"] = "adapter-f16.gguf"
