@@ -30,7 +30,7 @@ def check_export(document: Any, *, base_dir: Path) -> list[Problem]:
     try:
         llama_cpp.tools_dir()
         quants = ((export.get("gguf") or {}).get("quants") if isinstance(export.get("gguf"), dict) else None) or []
-        if not isinstance(quants, list) or any(q not in _QUANTIZER_FREE for q in quants) or not quants:
+        if not isinstance(quants, list) or any(not isinstance(q, str) or q not in _QUANTIZER_FREE for q in quants) or not quants:
             llama_cpp.engine_python()
     except UserError as exc:
         return [(where, f"{'/'.join(gguf_formats)} export needs llama.cpp's tools: {exc}")]
