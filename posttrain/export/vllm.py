@@ -40,8 +40,10 @@ def adapter_rank(adapter_config: dict[str, Any]) -> int:
     return max([int(adapter_config["r"]), *map(int, (adapter_config.get("rank_pattern") or {}).values())])
 
 
-def vllm_problems(adapter_config: dict[str, Any], architecture: str) -> list[str]:
-    """Every rule of vLLM's that this adapter breaks, each with its fix; empty when it loads."""
+def vllm_problems(adapter_config: dict[str, Any], architecture: str,
+                  lora_modules: frozenset[str] | None = None) -> list[str]:
+    """Every rule of vLLM's that this adapter breaks, each with its fix; empty when it loads. `lora_modules`: the
+    modules vLLM's own model class takes LoRA on (`export/vllm_lora.py`); without it, the hand list above."""
     problems = []
     if adapter_config.get("peft_type", "LORA") != "LORA":
         problems.append(f"peft_type is {adapter_config['peft_type']}; vLLM serves LoRA adapters only")
@@ -57,10 +59,11 @@ def vllm_problems(adapter_config: dict[str, Any], architecture: str) -> list[str
     init = adapter_config.get("init_lora_weights", True)
     if isinstance(init, str) and init.lower() not in _PLAIN_INITS:
         problems.append(f"init_lora_weights={init!r} rewrites the base weights; vLLM cannot serve it on the plain base")
-    supported = VLLM_LORA_MODULES.get(architecture)
+    supported = lora_modules if lora_modules is not None else VLLM_LORA_MODULES.get(architecture)
     if supported is None:
         problems.append(
-            f"posttrain checks vLLM LoRA serving for {', '.join(sorted(VLLM_LORA_MODULES))}; this base is {architecture}"
+            f"posttrain checks vLLM LoRA serving for {', '.join(sorted(VLLM_LORA_MODULES))} without the vLLM engine "
+            f"installed; this base is {architecture} (run `make engines` to check it against vLLM itself)"
         )
     else:
         targets = adapter_config.get("target_modules") or []
@@ -90,7 +93,8 @@ def serve_command(base_path: str, name: str, adapter_dir: Path | None, max_lora_
 
 
 def write_vllm_manifest(
-    out_dir: Path, *, base_path: str, architecture: str, name: str, adapter_dir: Path | None
+    out_dir: Path, *, base_path: str, architecture: str, name: str, adapter_dir: Path | None,
+    lora_modules: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Check the adapter (if any), then write `manifest.json` and `README.md` saying how vLLM serves it.
 
@@ -99,7 +103,7 @@ def write_vllm_manifest(
     rank = None
     if adapter_dir is not None:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())
-        problems = vllm_problems(config, architecture)
+        problems = vllm_problems(config, architecture, lora_modules)
         if problems:
             raise UserError(f"vLLM cannot serve the adapter {adapter_dir}:", problems)
         rank = max_lora_rank_for(adapter_rank(config))

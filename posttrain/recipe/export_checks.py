@@ -34,7 +34,7 @@ def check_export(document: Any, *, base_dir: Path) -> list[Problem]:
             llama_cpp.engine_python()
     except UserError as exc:
         return [(where, f"{'/'.join(gguf_formats)} export needs llama.cpp's tools: {exc}")]
-    config = _base_config(document.get("model"), base_dir)
+    config = base_config(document.get("model"), base_dir)
     architectures = (config or {}).get("architectures") or []
     architecture = str(architectures[0]) if architectures else None
     if config and architecture and (problem := _runs_differently(architecture, config)):
@@ -77,7 +77,7 @@ def llama_cpp_version() -> str:
     return LLAMA_CPP_VERSION
 
 
-def _base_config(model: Any, base_dir: Path) -> dict[str, Any] | None:
+def base_config(model: Any, base_dir: Path) -> dict[str, Any] | None:
     """The base's config.json where it can be read without a download; None where it cannot be known now (a
     hub model not in the local cache) or is a GGUF (llama.cpp's own format, so it converts back)."""
     from posttrain.errors import UserError

@@ -22,6 +22,7 @@ from ruamel.yaml.representer import SafeRepresenter
 
 from posttrain.errors import RecipeError
 from posttrain.recipe.export_checks import check_export
+from posttrain.recipe.family_checks import check_family
 from posttrain.recipe.launch_checks import check_launch
 from posttrain.recipe.overrides import apply_overrides
 from posttrain.recipe.references import check_references
@@ -71,7 +72,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> LoadedR
     problems += [
         _format(path, document, loc, message, overridden)
         for loc, message in (check_references(document, base_dir=base_dir) + check_launch(document, base_dir=base_dir)
-                             + check_export(document, base_dir=base_dir))
+                             + check_export(document, base_dir=base_dir) + check_family(document, base_dir=base_dir))
     ]
     if problems:
         problems.sort(key=_line_of)

@@ -136,10 +136,13 @@ BPE_FAMILIES = ("llama", "olmo2", "qwen3_moe")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
-def _family_config(family: str, vocab_size: int):
+def _family_config(family: str, vocab_size: int, shape: dict | None = None):
     from transformers import (
         Gemma2Config,
+        Gemma3TextConfig,
+        GraniteConfig,
         LlamaConfig,
+        MistralConfig,
         Olmo2Config,
         Phi3Config,
         Qwen2Config,
@@ -148,32 +151,44 @@ def _family_config(family: str, vocab_size: int):
     )
 
     ids = dict(bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    dims = shape or FAMILY_SHAPE
+    head_dim = dims["hidden_size"] // dims["num_attention_heads"]
     if family == "llama":  # untied: the output head is a tensor of its own
-        return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+        return LlamaConfig(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **dims)
     if family == "qwen2":  # q/k/v biases
         return Qwen2Config(vocab_size=vocab_size, tie_word_embeddings=True, use_sliding_window=False, **ids,
-                           **FAMILY_SHAPE)
+                           **dims)
     if family == "qwen3":  # q/k norms
-        return Qwen3Config(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, use_sliding_window=False,
-                           **ids, **FAMILY_SHAPE)
+        return Qwen3Config(vocab_size=vocab_size, head_dim=head_dim, tie_word_embeddings=True, use_sliding_window=False,
+                           **ids, **dims)
     if family == "qwen3_moe":  # 4 experts, 2 a token: fused 3-D expert weights and a router on every layer
-        return Qwen3MoeConfig(vocab_size=vocab_size, head_dim=64, tie_word_embeddings=True, num_experts=4,
+        return Qwen3MoeConfig(vocab_size=vocab_size, head_dim=head_dim, tie_word_embeddings=True, num_experts=4,
                               num_experts_per_tok=2, moe_intermediate_size=256, decoder_sparse_step=1, **ids,
-                              **FAMILY_SHAPE)
+                              **dims)
     if family == "gemma2":  # four norms a layer, logit soft-capping, sliding-window layers
         # llama.cpp scales queries by 1/sqrt(head_dim) and ignores query_pre_attn_scalar (the released 2B and
         # 9B have the two equal); transformers' default 256 would make a model llama.cpp runs differently.
-        return Gemma2Config(vocab_size=vocab_size, head_dim=64, query_pre_attn_scalar=64, sliding_window=128, **ids,
-                            **FAMILY_SHAPE)
+        return Gemma2Config(vocab_size=vocab_size, head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=128, **ids,
+                            **dims)
     if family == "phi3":  # fused qkv_proj and gate_up_proj
-        return Phi3Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+        return Phi3Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **dims)
     if family == "olmo2":  # norms after attention and MLP, q/k norms over all heads
-        return Olmo2Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **FAMILY_SHAPE)
+        return Olmo2Config(vocab_size=vocab_size, tie_word_embeddings=False, **ids, **dims)
+    if family == "mistral":  # Llama's layout, sliding-window attention
+        return MistralConfig(vocab_size=vocab_size, head_dim=head_dim, sliding_window=128, **ids, **dims)
+    if family == "gemma3_text":  # Gemma-2's norms plus q/k norms, local/global layers with two rope bases
+        return Gemma3TextConfig(vocab_size=vocab_size, head_dim=head_dim, query_pre_attn_scalar=head_dim,
+                                sliding_window=128, **ids, **dims)
+    if family == "granite":  # Llama's layout with embedding, residual, attention and logit multipliers
+        return GraniteConfig(vocab_size=vocab_size, tie_word_embeddings=True, embedding_multiplier=2.0,
+                             residual_multiplier=0.5, attention_multiplier=1.0 / head_dim, logits_scaling=2.0,
+                             **ids, **dims)
     raise ValueError(family)
 
 
-def _sentencepiece_model(out: Path) -> int:
-    """Train a tiny SentencePiece model (Gemma's converter reads `tokenizer.model`); returns its vocab size."""
+def _sentencepiece_model(out: Path, byte_fallback: bool = False) -> int:
+    """Train a tiny SentencePiece model (Gemma's converter reads `tokenizer.model`); returns its vocab size.
+    With `byte_fallback` every text round-trips (unknown characters become byte pieces), as chat data needs."""
     import io
 
     import sentencepiece as spm
@@ -181,30 +196,34 @@ def _sentencepiece_model(out: Path) -> int:
     lines = ["What is 12 + 7? Answer: 19", "user assistant system You are a helpful assistant.",
              "Hello there, how are you? apples buys gives away more How many now"] * 30
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=200,
+    vocab = 400 if byte_fallback else 200  # the 256 byte pieces come on top of the merges
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab,
                                    model_type="bpe", pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-                                   minloglevel=2)
+                                   byte_fallback=byte_fallback, minloglevel=2)
     (out / "tokenizer.model").write_bytes(model.getvalue())
-    return 200
+    return vocab
 
 
-def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0) -> Path:
+def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0, shape: dict | None = None,
+                 bpe: bool | None = None) -> Path:
     """A saved tiny random model of `family`, with a tokenizer llama.cpp's converter accepts.
 
     Llama and OLMo-2 get the embedded model's byte-level BPE (whose pre-tokenizer the converter knows); the
     others a SentencePiece model trained here, which every one of their converters reads first: Gemma-2's
     reads nothing else, transformers 5 loads any tokenizer of a qwen2 model as Qwen2Tokenizer (which
     pre-tokenizes the embedded vocabulary in a way the converter does not recognize), and a 256-token
-    vocabulary keeps the files, and reading their headers, small.
+    vocabulary keeps the files, and reading their headers, small. `bpe` picks the tokenizer instead (a
+    SentencePiece one then falls back to bytes, so any text round-trips); `shape` replaces FAMILY_SHAPE.
     """
     import shutil
 
     from transformers import AutoModelForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    if family not in BPE_FAMILIES:
-        vocab = 256  # the converter pads the SentencePiece vocabulary up to the model's
-        _sentencepiece_model(out)
+    if not (family in BPE_FAMILIES if bpe is None else bpe):
+        # the converter pads the SentencePiece vocabulary up to the model's
+        vocab = 256 if bpe is None else 512
+        _sentencepiece_model(out, byte_fallback=bpe is not None)
     else:
         vocab = 49152
         for name in TOKENIZER_FILES:
@@ -216,7 +235,7 @@ def build_family(family: str, out: Path, embedded_tokenizer: Path, seed: int = 0
         config = json.loads((out / "tokenizer_config.json").read_text())
         (out / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer"}))
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_family_config(family, vocab), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(_family_config(family, vocab, shape), dtype=torch.float32)
     model.save_pretrained(out, safe_serialization=True)
     return out
 

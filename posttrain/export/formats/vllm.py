@@ -20,12 +20,24 @@ def check(job: ExportJob) -> None:
     configs = [json.loads((Path(a) / ADAPTER_CONFIG).read_text()) for a in job.lineage.adapters]
     total = sum(adapter_rank(c) for c in configs)  # the cumulative adapter stacks every stage's rank
     problems: list[str] = []
+    modules = _lora_modules(job)
     for config in configs:
-        for problem in vllm_problems({**config, "r": total, "rank_pattern": {}}, job.architecture()):
+        for problem in vllm_problems({**config, "r": total, "rank_pattern": {}}, job.architecture(), modules):
             if problem not in problems:
                 problems.append(problem)
     if problems:
         raise UserError(f"vLLM cannot serve the adapter of stage {job.stage_name!r} (rank {total}):", problems)
+
+
+def _lora_modules(job: ExportJob) -> frozenset[str] | None:
+    """What vLLM's own model class takes LoRA on; None (the hand rules) where the engine is not installed."""
+    from posttrain.export.vllm_lora import vllm_lora
+
+    try:
+        facts = vllm_lora(job.base_config())
+    except UserError:
+        return None
+    return facts.expected_modules if facts.supports_lora else frozenset()
 
 
 def write(job: ExportJob) -> None:
@@ -33,6 +45,7 @@ def write(job: ExportJob) -> None:
     folder = job.folder(FORMAT.name)
     manifest = write_vllm_manifest(
         folder, base_path=job.lineage.base, architecture=job.architecture(), name=job.engine_name, adapter_dir=adapter,
+        lora_modules=_lora_modules(job) if adapter is not None else None,
     )
     job.paths[FORMAT.name] = str(folder)
     job.serving[FORMAT.name] = vllm_readme(manifest)
