@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.conftest import build_family
+from tests.export.conftest import build_family, find_engine_python
 
 pytestmark = pytest.mark.engines
 
@@ -38,8 +38,15 @@ def _validate(tmp_path: Path, model: Path, targets: str) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def vllm_installed(engine_python) -> None:
-    engine_python("vllm")
+def vllm_installed() -> None:
+    find_engine_python("vllm")
+
+
+@pytest.fixture(scope="module")
+def embedded_base() -> Path:
+    from posttrain.models.resolve import resolve_model
+
+    return Path(resolve_model("smollm2-135m-instruct").path)
 
 
 def test_phi3_recipe_with_llama_projection_names_fails_at_validate(tmp_path: Path, embedded_base: Path,
