@@ -46,6 +46,8 @@ class RunDir:
     METRICS = "metrics.jsonl"
     EVAL = "eval.json"
     OBJECTIVE = "objective.json"
+    LOSS_MASK = "loss_mask.json"
+    """An SFT stage's first training example as the loss sees it (training/mask_check.py), for the report."""
     ADAPTER = "adapter"
     MODEL = "model"
     CHECKPOINTS = "checkpoints"
@@ -112,6 +114,9 @@ class RunDir:
 
     def objective_file(self, stage: str) -> Path:
         return self.stage_dir(stage) / self.OBJECTIVE
+
+    def loss_mask_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.LOSS_MASK
 
     def adapter_dir(self, stage: str) -> Path:
         return self.stage_dir(stage) / self.ADAPTER

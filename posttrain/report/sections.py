@@ -68,7 +68,8 @@ def _sampled_pairs(runs: Sequence[RunData]) -> Table | None:
 
 
 def curves_section(runs: Sequence[RunData]) -> Section:
-    """One figure per trained stage: loss, learning rate, grad norm and the panels its stage type declared."""
+    """One figure per trained stage: loss, learning rate, grad norm and the panels its stage type declared; then,
+    per SFT stage, one training example with the tokens its loss learned highlighted."""
     html_parts, md_parts, images = [], [], {}
     for run in runs:
         for s in run.stages:
@@ -80,10 +81,33 @@ def curves_section(runs: Sequence[RunData]) -> Section:
             tag, link = img(image, f"training curves of {prefix(run, runs)}{s.name}")
             html_parts.append(f"<figure>{tag}<figcaption>{html.escape(_curve_caption(s))}</figcaption></figure>")
             md_parts.append(link + f"\n{_curve_caption(s)}\n")
+    for run in runs:
+        for s in run.stages:
+            if s.loss_mask:
+                shown = loss_mask_example(f"{prefix(run, runs)}{s.name}", s.loss_mask)
+                html_parts.append(shown[0])
+                md_parts.append(shown[1])
     if not html_parts:
         html_parts, md_parts = ["<p>No stage logged training metrics.</p>"], ["No stage logged training metrics.\n"]
     return Section("curves", "Training curves", "<div class='figures'>" + "".join(html_parts) + "</div>",
                    "\n".join(md_parts), images)
+
+
+def loss_mask_example(label: str, record: dict[str, Any]) -> tuple[str, str]:
+    """One training example of a stage as its loss saw it, learned tokens highlighted: (HTML, markdown).
+
+    The markdown marks learned text with ⟦ ⟧, since a code block can hold no highlight."""
+    segments = [seg for seg in record.get("segments") or [] if isinstance(seg, dict)]
+    caption = (f"{label}: row {record.get('row', 1)} of dataset {record.get('dataset', '?')!s} as training saw it, "
+               f"{record.get('learned_tokens', '?')} of {record.get('tokens', '?')} tokens learned (highlighted); "
+               f"end of turn {record.get('end_of_turn')!s}")
+    body = "".join(
+        f"<mark>{html.escape(str(seg.get('text', '')))}</mark>" if seg.get("learned") else
+        html.escape(str(seg.get("text", ""))) for seg in segments)
+    text = "".join(f"⟦{seg.get('text', '')}⟧" if seg.get("learned") else str(seg.get("text", "")) for seg in segments)
+    return (f"<figure class='loss-mask'><pre class='loss-mask'>{body}</pre>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+            f"{caption}\n\n```text\n{text}\n```\n")
 
 
 def _curve_caption(stage: Any) -> str:
