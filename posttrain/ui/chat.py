@@ -70,6 +70,78 @@ def model_choices(runs_dir: Path, runs: list[Path]) -> list[dict[str, str]]:
     return choices
 
 
+class _LoadGate:
+    """Loads exclusive, generations shared: transformers builds a model under a process-wide meta-device
+    context, so a forward pass running while another model loads would compute on meta tensors."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.generating = 0
+        self.loading = False
+
+    @contextlib.contextmanager
+    def load(self) -> Iterator[None]:
+        with self.cond:
+            self.cond.wait_for(lambda: not self.loading and self.generating == 0)
+            self.loading = True
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.loading = False
+                self.cond.notify_all()
+
+    @contextlib.contextmanager
+    def generate(self) -> Iterator[None]:
+        with self.cond:
+            self.cond.wait_for(lambda: not self.loading)
+            self.generating += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.generating -= 1
+                self.cond.notify_all()
+
+
+GATE = _LoadGate()
+
+
+class _TokenStream:
+    """A generate() streamer that hands out text token by token (transformers' own waits for a space)."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int) -> None:
+        import queue
+
+        self.tokenizer, self.skip, self.queue = tokenizer, prompt_length, queue.Queue()
+        self.tokens: list[int] = []
+        self.shown = ""
+
+    def put(self, value: Any) -> None:
+        ids = value.reshape(-1).tolist()
+        if self.skip:  # the first put is the prompt
+            self.skip = 0
+            return
+        self.tokens.extend(ids)
+        self._show(final=False)
+
+    def _show(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            return
+        if text.startswith(self.shown) and len(text) > len(self.shown):
+            self.queue.put(text[len(self.shown):])
+            self.shown = text
+
+    def end(self) -> None:
+        self._show(final=True)
+        self.queue.put(None)
+
+    def __iter__(self) -> Iterator[str]:
+        while (text := self.queue.get(timeout=300)) is not None:
+            yield text
+
+
 class LocalModel:
     """A base or stage in transformers on this machine's device; one generation at a time."""
 
@@ -79,8 +151,9 @@ class LocalModel:
 
         base = run.base_lineage()
         lineage = base if stage == BASE else run.lineage(stage, base)
-        self.model = materialize(lineage, dtype="float32").eval()
-        self.tokenizer = load_tokenizer(base.base)
+        with GATE.load():
+            self.model = materialize(lineage, dtype="float32").eval()
+            self.tokenizer = load_tokenizer(base.base)
         self.busy = threading.Lock()
 
     def describe(self, messages: list[dict[str, str]]) -> dict[str, str]:
@@ -89,22 +162,32 @@ class LocalModel:
 
     def stream(self, messages: list[dict[str, str]], settings: Settings) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
 
         prompt = self.describe(messages)["prompt"]
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        streamer = _TokenStream(self.tokenizer, inputs["input_ids"].shape[1])
         sampling = settings.temperature > 0
         kwargs = {**inputs, "streamer": streamer, "max_new_tokens": settings.max_new_tokens, "do_sample": sampling,
                   "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
         if sampling:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        with self.busy:
+        failed: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except BaseException as exc:  # said on the page; the streamer must still end
+                failed.append(exc)
+                streamer.end()
+
+        with self.busy, GATE.generate():
             torch.manual_seed(settings.seed)
-            worker = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+            worker = threading.Thread(target=generate, daemon=True)
             worker.start()
             yield from (text for text in streamer if text)
             worker.join()
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         self.model = None
@@ -165,20 +248,25 @@ class ModelPool:
         self._stop = threading.Event()
         threading.Thread(target=self._reap, daemon=True).start()
 
-    def _open(self, model_id: str) -> Any:
-        from posttrain.ui.files import check_name
+    def check(self, model_id: str) -> tuple[RunDir, str, str | None]:
+        """(run, stage, GGUF quant or None) of a model id the chat offers; 404 for anything else."""
+        from posttrain.ui.files import check_name, not_found
 
         run_name, _, rest = model_id.partition("/")
         stage, _, artifact = rest.partition("@")
         run = RunDir(self.runs_dir / check_name(run_name))
         if not run.is_run() or (stage != BASE and not run.is_completed(check_name(stage))):
-            raise UserError(f"no model {model_id!r}: pick a run's base or a completed stage")
-        if artifact:
-            engine, _, quant = artifact.partition(":")
-            if engine != "gguf":
-                raise UserError(f"no model {model_id!r}: only GGUF exports are served here")
-            return GgufModel(run, stage, quant)
-        return LocalModel(run, stage)
+            raise not_found(f"no model {model_id!r}: pick a run's base or a completed stage")
+        if not artifact:
+            return run, stage, None
+        engine, _, quant = artifact.partition(":")
+        if engine != "gguf" or quant not in gguf_quants(run, stage):
+            raise not_found(f"no model {model_id!r}: the exported GGUF quants of a stage are served here")
+        return run, stage, quant
+
+    def _open(self, model_id: str) -> Any:
+        run, stage, quant = self.check(model_id)
+        return GgufModel(run, stage, quant) if quant else LocalModel(run, stage)
 
     def get(self, model_id: str) -> Any:
         with self.lock:

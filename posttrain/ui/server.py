@@ -153,6 +153,7 @@ def create_app(runs_dir: Path, recipes_dir: Path, *, token: str | None = None, l
     @app.post("/api/chat")
     def chat(body: ChatRequest) -> StreamingResponse:
         settings = Settings.parse(body.settings)
+        pool.check(body.model)  # an unknown model is a 404 now, not an error inside a 200 stream
         messages = [m.model_dump() for m in body.messages]
         return StreamingResponse(_chat_events(pool, body.model, messages, settings), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})

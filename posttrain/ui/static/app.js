@@ -3,7 +3,8 @@
 "use strict";
 
 const app = document.getElementById("app");
-const POLL_MS = 700;
+// How often the runs page reads the run directories again (`?poll=MS` for a closer look, 100 at least).
+const POLL_MS = Math.max(100, Number(new URLSearchParams(location.search).get("poll")) || 700);
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
