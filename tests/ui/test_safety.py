@@ -77,3 +77,43 @@ def test_off_loopback_every_request_needs_the_token(folders, serve) -> None:
     assert _request(served.url, "GET", "/api/runs", None, None) == 403
     assert _request(served.url, "GET", "/?token=wrong", None, None) == 403
     assert _request(served.url, "GET", "/api/runs?token=s3cret", None, None) == 200
+
+
+def test_stop_is_ctrl_c_and_the_rerun_resumes(tmp_path: Path, tiny_model_dir: Path, serve) -> None:
+    """Stop sends SIGINT to the `posttrain run` it started: exit 130, checkpoints kept, the next start resumes."""
+    import time
+
+    from posttrain.run_layout import RunDir
+
+    from .conftest import write_workspace
+
+    recipes = write_workspace(tmp_path, tiny_model_dir)
+    text = (recipes / "live.yaml").read_text().replace("name: live", "name: stoppable")
+    (recipes / "stoppable.yaml").write_text(text.replace("max_steps: 40", "max_steps: 16").replace("save_steps: 1000", "save_steps: 2"))
+    served = serve(tmp_path / "runs", recipes)
+    run = RunDir(tmp_path / "runs" / "stoppable")
+
+    def post(path: str, body: dict) -> int:
+        return _request(served.url, "POST", path, "application/json", json.dumps(body))
+
+    def job() -> dict:
+        return next(j for j in served.app.state.jobs.listing() if j["name"] == "stoppable")
+
+    assert post("/api/recipes/start", {"path": "stoppable.yaml"}) == 200
+    deadline = time.monotonic() + 300
+    while len(list(run.checkpoints_dir("sft").glob("checkpoint-*"))) < 2:  # one is surely complete
+        assert time.monotonic() < deadline and job()["state"] == "running", job()["output"]
+        time.sleep(0.1)
+    assert post("/api/runs/stoppable/stop", {}) == 200
+    while job()["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job()["returncode"] == 130, job()["output"]
+    assert not run.is_completed("sft")
+    assert post("/api/recipes/start", {"path": "stoppable.yaml"}) == 200
+    while job()["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job()["returncode"] == 0, job()["output"]
+    history = run.read_stage("sft")["history"]
+    assert history[-1]["planned"] == "resume", history
