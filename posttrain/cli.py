@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard, report, compare.
+"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard, report, compare, ui.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -340,6 +340,22 @@ def compare(
 
     page = write_compare(_run_dir(run_a, runs_dir), _run_dir(run_b, runs_dir), out or runs_dir)
     console.print(f"compare: {page}")
+
+
+@app.command()
+def ui(
+    runs_dir: RunsOpt = Path("runs"),
+    recipes: Annotated[Path, typer.Option("--recipes", help="Folder of recipe files the page may start.")] = Path("."),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8470,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but 127.0.0.1/localhost needs the "
+                                               "one-time token printed at start.")] = "127.0.0.1",
+) -> None:
+    """A local dashboard: live runs, the board, reports, compare, chat with any stage, start and stop recipes."""
+    from posttrain.ui.server import serve
+
+    if not recipes.is_dir():
+        raise UserError(f"--recipes {recipes}: not a folder")
+    serve(runs_dir, recipes, host=host, port=port, announce=console.print)
 
 
 def _load(recipe: Path, overrides: list[str] | None):
