@@ -215,13 +215,12 @@ def mark_other_protocols(rows: Sequence[BoardRow]) -> None:
     """Fill each row's `not_compared`: per task, the protocol most rows share is the reference (ties: the
     newest row's); a row scored under another one is told why. Rows without a recorded protocol are compared."""
     for task in dict.fromkeys(t for row in rows for t in row.scores):
-        known = [(row, row.protocol(task)) for row in rows if task in row.scores]
-        known = [(row, p) for row, p in known if p is not None]
+        known = [(row, p) for row in rows if task in row.scores and (p := row.protocol(task)) is not None]
         if not known:
             continue
-        counts = Counter(json.dumps(p, sort_keys=True) for _, p in known)
-        newest = {json.dumps(p, sort_keys=True): row.timestamp for row, p in sorted(known, key=lambda x: x[0].timestamp)}
-        reference = json.loads(max(counts, key=lambda k: (counts[k], newest[k])))
+        newest_first = [json.dumps(p, sort_keys=True) for _, p in sorted(known, key=lambda x: x[0].timestamp, reverse=True)]
+        counts = Counter(newest_first)
+        reference = json.loads(max(newest_first, key=counts.__getitem__))  # max keeps the first: ties → newest
         for row, protocol in known:
             why = protocols_differ(protocol, reference)
             if why is not None:

@@ -144,11 +144,12 @@ def training_facts(stage: StageData, train_rows: Any) -> TrainingFacts:
     quarters = None
     if len(values) >= 4:
         cut = [round(i * len(values) / 4) for i in range(5)]
-        quarters = tuple(fmean(values[cut[i]:cut[i + 1]]) for i in range(4))
+        q1, q2, q3, q4 = (fmean(values[cut[i]:cut[i + 1]]) for i in range(4))
+        quarters = (q1, q2, q3, q4)
     per_step = train.get("batch_size", 0) * train.get("grad_accum", 1) if isinstance(train.get("batch_size"), int) else 0
     seen = steps * per_step if steps and per_step else None
     rows = int(train_rows) if isinstance(train_rows, int) and train_rows > 0 else None
-    return TrainingFacts(steps, peak_lr, signal, quarters, seen, rows)  # type: ignore[arg-type]
+    return TrainingFacts(steps, peak_lr, signal, quarters, seen, rows)
 
 
 def knobs_for(objective: ObjectiveChange | None, facts: TrainingFacts, task: str) -> list[str]:

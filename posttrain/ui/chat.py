@@ -168,7 +168,8 @@ class LocalModel:
         streamer = _TokenStream(self.tokenizer, inputs["input_ids"].shape[1])
         sampling = settings.temperature > 0
         kwargs = {**inputs, "streamer": streamer, "max_new_tokens": settings.max_new_tokens, "do_sample": sampling,
-                  "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+                  "pad_token_id": (self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                                  else self.tokenizer.eos_token_id)}
         if sampling:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         failed: list[BaseException] = []
