@@ -79,8 +79,11 @@ def test_off_loopback_every_request_needs_the_token(folders, serve) -> None:
     assert _request(served.url, "GET", "/api/runs?token=s3cret", None, None) == 200
 
 
-def test_stop_is_ctrl_c_and_the_rerun_resumes(tmp_path: Path, tiny_model_dir: Path, serve) -> None:
-    """Stop sends SIGINT to the `posttrain run` it started: exit 130, checkpoints kept, the next start resumes."""
+def test_stop_is_ctrl_c_and_the_rerun_resumes(tmp_path: Path, tiny_model_dir: Path, serve, monkeypatch) -> None:
+    """Stop sends SIGINT to the `posttrain run` it started: exit 130, checkpoints kept, the next start resumes.
+
+    The first run stalls at the end of step 4 (a failpoint), after checkpoint-2 is written, so Stop
+    always lands mid-training however fast the machine trains 16 steps."""
     import time
 
     from posttrain.run_layout import RunDir
@@ -99,11 +102,20 @@ def test_stop_is_ctrl_c_and_the_rerun_resumes(tmp_path: Path, tiny_model_dir: Pa
     def job() -> dict:
         return next(j for j in served.app.state.jobs.listing() if j["name"] == "stoppable")
 
+    monkeypatch.setenv("POSTTRAIN_FAILPOINT", "step4:STALL0")
     assert post("/api/recipes/start", {"path": "stoppable.yaml"}) == 200
     deadline = time.monotonic() + 300
-    while len(list(run.checkpoints_dir("sft").glob("checkpoint-*"))) < 2:  # one is surely complete
+
+    def logged_steps() -> list[int]:
+        metrics = run.metrics_file("sft")
+        complete_lines = metrics.read_text().split("\n")[:-1] if metrics.exists() else []
+        return [json.loads(line)["step"] for line in complete_lines]
+
+    while 3 not in logged_steps():  # step 3 logged: checkpoint-2 is complete, and step 4 will stall
         assert time.monotonic() < deadline and job()["state"] == "running", job()["output"]
         time.sleep(0.1)
+    assert list(run.checkpoints_dir("sft").glob("checkpoint-*")) == [run.checkpoints_dir("sft") / "checkpoint-2"]
+    monkeypatch.delenv("POSTTRAIN_FAILPOINT")
     assert post("/api/runs/stoppable/stop", {}) == 200
     while job()["state"] == "running":
         assert time.monotonic() < deadline
