@@ -27,7 +27,7 @@ datasets:
 eval: {{on_base: false}}
 stages:
   - {{name: sft, type: sft, data: chat, evaluate: false, lora: {{r: 8, dropout: 0.0}},
-     train: {{max_steps: 60, batch_size: 4, lr: 2.0e-2, scheduler: constant, logging_steps: 10, max_length: 64}}}}
+     train: {{max_steps: 80, batch_size: 4, lr: 3.0e-3, scheduler: constant, logging_steps: 10, max_length: 64}}}}
 export: {{formats: [peft, merged, vllm, gguf, ollama], gguf: {{quants: [f16]}}}}
 """
 MAX_TOKENS = 24
