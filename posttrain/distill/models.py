@@ -8,7 +8,7 @@ from typing import Any
 
 from posttrain.distill.prune import layer_influence, layers_to_keep, most_influential_layers, prune_layers
 from posttrain.distill.student import model_vocab_size, shared_vocab_size, truncate_vocab
-from posttrain.models.loading import load_model, load_tokenizer
+from posttrain.models.loading import load_model, load_tokenizer, save_tokenizer
 from posttrain.models.resolve import resolve_model
 from posttrain.stagekit import StageContext
 
@@ -69,7 +69,7 @@ def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
         student = prune_layers(teacher, keep).requires_grad_(True)
         init_dir = ctx.stage_dir / "student_init"
         student.save_pretrained(init_dir, safe_serialization=True)
-        ctx.tokenizer.save_pretrained(init_dir)
+        save_tokenizer(ctx.tokenizer, init_dir, ctx.input.base, trust_remote_code=ctx.model_spec.trust_remote_code)
         return student, {"student": "pruned teacher", "kept_layers": keep, "student_init": str(init_dir), **facts}
 
     assert student_spec.model is not None

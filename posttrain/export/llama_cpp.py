@@ -151,7 +151,23 @@ class GgufFacts:
 
 
 def describe(path: Path) -> GgufFacts:
-    """Read a GGUF file's header: architecture, file type, tensors by type, chat template."""
+    """Read a GGUF file's header: architecture, file type, tensors by type, chat template.
+
+    Read once per file version (path, size, modification time): gguf's reader parses every vocabulary entry,
+    seconds for a large vocabulary, and the gguf and ollama exports both ask about the same file.
+    """
+    stat = Path(path).stat() if Path(path).is_file() else None
+    if stat is None:
+        return _describe(Path(path))
+    return _describe_cached(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _describe_cached(path: Path, size: int, mtime_ns: int) -> GgufFacts:
+    return _describe(path)
+
+
+def _describe(path: Path) -> GgufFacts:
     import gguf
 
     try:

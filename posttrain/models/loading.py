@@ -50,6 +50,39 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str 
     return tokenizer
 
 
+# A tokenizer's files, whatever its kind: fast (tokenizer.json), SentencePiece, byte-level BPE, WordPiece.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "tokenizer.model", "spiece.model", "vocab.json",
+                   "merges.txt", "vocab.txt")
+
+
+def save_tokenizer(tokenizer: Any, out: Path, source: str | Path, *, trust_remote_code: bool = False) -> None:
+    """Save `tokenizer` in `out`; when it is `source`'s tokenizer unchanged, as `source`'s own files.
+
+    transformers re-saves a loaded tokenizer as its backend sees it: a SentencePiece `tokenizer.model` is not
+    written back and `tokenizer_class` becomes the family's class (whose pre-tokenizer llama.cpp's converter may
+    not recognize). A model saved with the files of the model it came from (the start of its lineage) loads,
+    and converts, exactly as that one did.
+    """
+    import shutil
+
+    tokenizer.save_pretrained(out)
+    source = Path(source)
+    if not source.is_dir() or not any((source / name).is_file() for name in TOKENIZER_FILES):
+        return
+    if _tokenizer_facts(load_tokenizer(str(source), trust_remote_code=trust_remote_code)) != _tokenizer_facts(tokenizer):
+        return  # changed (tokens added, another template): what save_pretrained wrote is the truth
+    for name in TOKENIZER_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
+        if (source / name).is_file():
+            shutil.copy2(source / name, Path(out) / name)
+
+
+def _tokenizer_facts(tokenizer: Any) -> tuple:
+    return (tokenizer.get_vocab(), tokenizer.special_tokens_map, tokenizer.chat_template,
+            tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+
+
 def load_model(
     path: str,
     *,
@@ -81,6 +114,21 @@ def load_model(
         raise UserError(f"cannot load model {path!r}: {_first_line(exc)}") from exc
     if device:
         model.to(device)
+    return without_router_logits(model)
+
+
+def without_router_logits(model: Any) -> Any:
+    """A mixture-of-experts model that returns no router logits (its config's `output_router_logits` off).
+
+    Only training asks for them (TRL's trainers switch the flag on from their `router_aux_loss_coef` and leave
+    it on in the config they save). Left on, every forward computes the load-balancing loss, which transformers
+    computes wrongly in cached generation (the full attention mask against one step's router logits: a crash on
+    any padded batch); so models load with it off and stages save it off.
+    """
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for each in {id(config): config, id(model.config): model.config}.values():
+        if getattr(each, "output_router_logits", False):
+            each.output_router_logits = False
     return model
 
 

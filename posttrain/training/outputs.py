@@ -34,7 +34,9 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
             f"loss became {guard.bad_value} at step {guard.bad_step}; training stopped. "
             f"Checkpoints so far are in {ctx.checkpoints_dir}. Try a lower train.lr or check the data."
         )
-    model = trainer.model
+    from posttrain.models.loading import without_router_logits
+
+    model = without_router_logits(trainer.model)  # the trainer's aux-loss switch is not part of the model
     out_dir = ctx.model_dir if full_finetune else ctx.adapter_dir
     if trainer.args.world_size > 1:
         # Several processes: the trainer gathers sharded (FSDP, ZeRO-3) weights and writes on rank 0 only.
@@ -43,7 +45,11 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
         model.save_pretrained(out_dir, safe_serialization=True)
     if full_finetune:
         if trainer.is_world_process_zero():
-            ctx.tokenizer.save_pretrained(ctx.model_dir)
+            from posttrain.models.loading import save_tokenizer
+
+            # the input's own tokenizer files when the tokenizer is unchanged: converters read what they read there
+            save_tokenizer(ctx.tokenizer, ctx.model_dir, ctx.input.base,
+                           trust_remote_code=ctx.model_spec.trust_remote_code)
         from posttrain.models.lineage import Lineage
 
         lineage = Lineage(base=str(ctx.model_dir))

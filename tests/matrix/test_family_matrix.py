@@ -10,6 +10,7 @@ checks the README's table is the one this run produced (set POSTTRAIN_WRITE_SUPP
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from rich.console import Console
 
 from tests.export.conftest import build_family
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.matrix, pytest.mark.slow, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ["llama", "qwen2", "qwen3", "qwen3_moe", "mistral", "gemma2", "gemma3_text", "phi3", "olmo2", "granite"]
@@ -36,12 +37,15 @@ PLAIN_TEMPLATE = ("{% for message in messages %}{{ '<|' + message['role'] + '|>\
 
 # Found by this matrix and not fixed yet: each family's run fails after validate let it through. Listed here, the
 # failure is recorded (and rendered in the README's table) and the test xfails; any other failure fails it.
+# Fixed: Gemma-2/Gemma-3's full fine-tune GGUF (tests/test_saved_tokenizer.py), Qwen3-MoE's evaluation
+# (tests/test_router_logits.py). Qwen2 remains (Phi-3's converter failure is the same stage, its cause unconfirmed
+# yet: the saved tokenizer files are now the base's): the matrix's own base (the embedded BPE vocabulary,
+# loaded as the family's tokenizer class) is already refused by llama.cpp's converter ("BPE pre-tokenizer was not
+# recognized"), so the first GGUF export (the full fine-tune's) fails: a fixture problem (the base should get the
+# SentencePiece vocabulary with byte fallback, like Gemma's), not a posttrain one; validate should also say it.
 KNOWN_FAILURES = {
-    "qwen2": "llama.cpp's converter fails on the full fine-tune's merged folder",
-    "gemma2": "llama.cpp's converter fails on the full fine-tune's merged folder",
-    "gemma3_text": "llama.cpp's converter fails on the full fine-tune's merged folder",
-    "phi3": "llama.cpp's converter fails on the full fine-tune's merged folder",
-    "qwen3_moe": "evaluation: transformers' Qwen3-MoE load-balancing loss fails on a padded batch",
+    "qwen2": "llama.cpp's converter does not recognize the BPE pre-tokenizer of the matrix's base",
+    "phi3": "llama.cpp's converter fails on the full fine-tune's merged folder (cause not yet confirmed)",
 }
 
 STAGES = ["sft_lora", "sft_full", "dpo", "kto", "grpo", "distill"]
@@ -169,7 +173,18 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(resolve_model("smollm2-135m-instruct").path)
 
 
+@pytest.fixture
+def quick_speed_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distill stage's teacher/student speed benchmark, one short round (its facts are recorded, not judged
+    here): at its defaults it took a fifth of a family's run."""
+    from posttrain.distill import benchmark
+
+    monkeypatch.setattr(benchmark, "tokens_per_second",
+                        functools.partial(benchmark.tokens_per_second, new_tokens=2, batch_size=1, repeats=1))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.usefixtures("quick_speed_benchmark")
 def test_family_through_every_stage_and_export(family: str, embedded: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     model = _family_model(family, tmp_path / "model", embedded)
