@@ -1,4 +1,4 @@
-"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard, report, compare.
+"""The `posttrain` command line: run, validate, plan, data, eval, export, leaderboard, report, compare, ui.
 
 User mistakes (`UserError`) print one message and exit 2; a diverged training
 run exits 1 with where it stopped; Ctrl-C exits 130 and a rerun resumes.
@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from posttrain.cli_inputs import eval_spec_from_options, load_named_recipe
 from posttrain.errors import UserError
 from posttrain.export.formats import EXPORT_FORMATS, default_formats
 
@@ -112,7 +113,7 @@ def run(
         shipped = accelerate_config.parent == Path() and not accelerate_config.suffix  # `ddp`, `zero3`, ...
         # A file is relative to where the command runs, unlike paths written inside the recipe.
         launch.append(f"launch.config={accelerate_config if shipped else accelerate_config.expanduser().resolve()}")
-    loaded = _load(recipe, [*(set_ or []), *launch])
+    loaded = load_named_recipe(recipe, [*(set_ or []), *launch])
     if dry_run:
         _show_plan(loaded, runs_dir)
         return
@@ -139,7 +140,7 @@ def validate(
     failures = []
     for path in recipes:
         try:
-            _load(path, set_)
+            load_named_recipe(path, set_)
             console.print(f"[green]✓[/] {path}")
         except UserError as exc:
             failures.append(exc)
@@ -151,7 +152,7 @@ def validate(
 @app.command()
 def plan(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs")) -> None:
     """Show the stages, what each starts from and trains on, and which are cached."""
-    _show_plan(_load(recipe, set_), runs_dir)
+    _show_plan(load_named_recipe(recipe, set_), runs_dir)
 
 
 @app.command()
@@ -162,7 +163,7 @@ def data(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"
     from posttrain.pipeline.session import open_session
     from posttrain.run_layout import RunDir
 
-    loaded = _load(recipe, set_)
+    loaded = load_named_recipe(recipe, set_)
     with _log_to_run_dir(runs_dir / loaded.recipe.name):
         session = open_session(loaded, runs_dir=runs_dir, console=console)
         with sole_writer(RunDir(session.run_dir).lock_file, f"run directory {session.run_dir}"):
@@ -237,53 +238,9 @@ def eval_(
                         console=console)
         return
 
-    spec = _eval_spec(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size)
+    spec = eval_spec_from_options(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size)
     outcome = evaluate_reference(model, spec, runs_dir=runs_dir, seed=seed, console=console)
     print_eval(outcome, console=console)
-
-
-def _eval_spec(recipe, tasks, limit, include, num_fewshot, gen_kwargs, batch_size):
-    """The eval section of `recipe` (or defaults) with the command line's settings on top."""
-    from pydantic import ValidationError
-
-    from posttrain.stagekit.specs import EvalSpec
-
-    settings = _load(recipe, []).recipe.eval.model_dump(mode="json") if recipe else {"limit": None}
-    if tasks:
-        entries = [t.strip() for raw in tasks for t in raw.split(",") if t.strip()]
-        settings["tasks"] = [
-            {"task": e.split("=", 1)[0], "data_files": e.split("=", 1)[1]} if "=" in e else e for e in entries
-        ]
-    if limit is not None:
-        settings["limit"] = limit
-    if include:
-        settings["include"] = [*settings.get("include", []), *map(str, include)]
-    if num_fewshot is not None:
-        settings["num_fewshot"] = num_fewshot
-    if gen_kwargs:
-        settings["gen_kwargs"] = dict(_kv(item) for item in gen_kwargs.split(",") if item.strip())
-    settings["batch_size"] = batch_size
-    try:
-        spec = EvalSpec.model_validate(settings, context={"base_dir": Path.cwd()})
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise UserError("invalid eval settings", problems=problems) from None
-    from posttrain.evaluation.tasks import plan_tasks
-
-    plan_tasks(spec.tasks, spec.include, num_fewshot=spec.num_fewshot)  # unknown names / missing data: exit 2 now
-    return spec
-
-
-def _kv(item: str) -> tuple[str, str | int | float]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise UserError(f"--gen-kwargs: {item!r} is not key=value")
-    for cast in (int, float):
-        try:
-            return key.strip(), cast(value)
-        except ValueError:
-            pass
-    return key.strip(), value.strip()
 
 
 @app.command()
@@ -342,21 +299,20 @@ def compare(
     console.print(f"compare: {page}")
 
 
-def _load(recipe: Path, overrides: list[str] | None):
-    from posttrain.paths import recipes_dir
-    from posttrain.recipe.loader import load_recipe
+@app.command()
+def ui(
+    runs_dir: RunsOpt = Path("runs"),
+    recipes: Annotated[Path, typer.Option("--recipes", help="Folder of recipe files the page may start.")] = Path("."),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8470,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but 127.0.0.1/localhost needs the "
+                                               "one-time token printed at start.")] = "127.0.0.1",
+) -> None:
+    """A local dashboard: live runs, the board, reports, compare, chat with any stage, start and stop recipes."""
+    from posttrain.ui.server import serve
 
-    shipped = recipes_dir() / f"{recipe}.yaml"
-    if recipe.suffix == "" and len(recipe.parts) == 1 and _exists(shipped) and not _exists(recipe):
-        recipe = shipped
-    return load_recipe(recipe, overrides or [])
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name the OS refuses (too long): nothing is there
-        return False
+    if not recipes.is_dir():
+        raise UserError(f"--recipes {recipes}: not a folder")
+    serve(runs_dir, recipes, host=host, port=port, announce=console.print)
 
 
 def _show_plan(loaded, runs_dir: Path) -> None:

@@ -46,6 +46,8 @@ class RunDir:
     METRICS = "metrics.jsonl"
     EVAL = "eval.json"
     OBJECTIVE = "objective.json"
+    LOSS_MASK = "loss_mask.json"
+    """An SFT stage's first training example as the loss sees it (training/mask_check.py), for the report."""
     ADAPTER = "adapter"
     MODEL = "model"
     CHECKPOINTS = "checkpoints"
@@ -112,6 +114,9 @@ class RunDir:
 
     def objective_file(self, stage: str) -> Path:
         return self.stage_dir(stage) / self.OBJECTIVE
+
+    def loss_mask_file(self, stage: str) -> Path:
+        return self.stage_dir(stage) / self.LOSS_MASK
 
     def adapter_dir(self, stage: str) -> Path:
         return self.stage_dir(stage) / self.ADAPTER
@@ -251,6 +256,7 @@ class RunDir:
         When it does not resolve here, an old stage.json's recorded absolute base path is
         used if that still exists.
         """
+        from posttrain.models.chat_template import load_chat_template
         from posttrain.models.loading import start_of_lineages
         from posttrain.models.resolve import resolve_model
 
@@ -261,8 +267,10 @@ class RunDir:
         try:
             resolved = resolve_model(ref, base_dir=base_dir, prefer_hub=bool(model.get("prefer_hub", False)))
             if Path(resolved.path).exists() or not Path(resolved.path).is_absolute():  # a folder, or a hub id
+                template = model.get("chat_template")
                 return start_of_lineages(resolved, quantize=model.get("quantize"), revision=revision,
-                                         trust_remote_code=bool(model.get("trust_remote_code", False)))
+                                         trust_remote_code=bool(model.get("trust_remote_code", False)),
+                                         chat_template=load_chat_template(template, base_dir) if template else None)
         except UserError:
             pass
         recorded = ((self.read_stage(first_stage) or {}).get("lineage") or {}).get("base") if first_stage else None

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[list[str], str, list[str]]] = {
     "export": (["RUN"], "--format", ["RUN", "--format", "notaformat"]),
     "report": (["RUN"], "--runs-dir", ["RUN", "--runs-dir", "RUNS_FILE"]),
     "compare": (["RUN", "RUN"], "--out", ["RUN", "RUN", "--out", "RUNS_FILE"]),
+    "ui": ([], "--port", ["--port", "eighty"]),
 }
 
 
@@ -67,6 +68,10 @@ def _cases(recipe: str, run: str, runs_file: str) -> list[tuple[str, list[str]]]
 def workspace(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A valid recipe, something that looks like a run directory, and a plain file where a folder is expected."""
     monkeypatch.chdir(tmp_path)
+    # `posttrain ui` would serve until Ctrl-C: its arguments are checked, then the server returns at once.
+    import posttrain.ui.server
+
+    monkeypatch.setattr(posttrain.ui.server, "serve", lambda *args, **kwargs: None)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: r\nmodel: {{base: {tiny_model_dir}}}\n"
                       "stages: [{name: sft, type: sft, data: chat}]\n"

@@ -31,3 +31,27 @@ def test_grpo_rollouts_at_its_default_is_not_part_of_the_identity() -> None:
     fp = [stage_fingerprint(s, "in", "data", 1) for s in (default, same, changed)]
     assert fp[0] == fp[1] != fp[2]
     assert "rollouts" not in default.model_dump(mode="json") or fp[0] == stage_fingerprint(same, "in", "data", 1)
+
+
+def test_model_chat_template_left_unset_keeps_every_shipped_recipes_base_fingerprint(tmp_path) -> None:
+    """Base fingerprints (which every stage fingerprint chains from) are what they were before the field."""
+    from pathlib import Path
+
+    from posttrain.fingerprint import fingerprint
+    from posttrain.models.precision import precision_key
+    from posttrain.models.resolve import ResolvedModel
+    from posttrain.pipeline.session import RunSession
+    from posttrain.recipe.loader import load_recipe
+
+    recipes = [p for p in sorted((Path(__file__).parents[1] / "recipes").rglob("*.yaml")) if "accelerate" not in p.parts]
+    base = ResolvedModel("ref", "path", "local", "identity")
+    for path in recipes:
+        loaded = load_recipe(path)
+        model = loaded.recipe.model
+        assert model.chat_template is None
+        quantized = (model.quantize,) if model.quantize else ()
+        old = fingerprint(base.identity, precision_key(model.dtype), model.revision, *quantized)
+        assert RunSession(loaded, tmp_path, base, tokenizer=None).base_fingerprint == old, path
+        with_template = loaded.recipe.model.model_copy(update={"chat_template": "chatml"})
+        loaded.recipe.model = with_template
+        assert RunSession(loaded, tmp_path, base, tokenizer=None).base_fingerprint != old, path

@@ -31,8 +31,8 @@ def _trainer(model_dir: Path, tokenizer, tmp_path: Path, *, max_length: int = 12
     )
 
 
-def _check(trainer, tokenizer, max_length: int = 128) -> None:
-    check_loss_mask(trainer, tokenizer, stage="sft", dataset="chat", rows=ROWS, max_length=max_length)
+def _check(trainer, tokenizer, max_length: int = 128) -> dict | None:
+    return check_loss_mask(trainer, tokenizer, stage="sft", dataset="chat", rows=ROWS, max_length=max_length)
 
 
 @pytest.fixture
@@ -44,12 +44,19 @@ def tokenizer(tiny_model_dir: Path):
 
 def test_a_healthy_mask_passes_and_supervises_answer_and_end_of_turn(tiny_model_dir, tokenizer, tmp_path) -> None:
     trainer = _trainer(tiny_model_dir, tokenizer, tmp_path)
-    _check(trainer, tokenizer)
+    example = _check(trainer, tokenizer)
     end = end_of_turn_id(tokenizer)
     assert tokenizer.convert_ids_to_tokens(end) == "<|im_end|>"
     first = batches_as_trained(trainer)[0]
     assert tokenizer.decode(first.supervised, skip_special_tokens=True).strip() == "It is 7. Answer: 7"
     assert first.supervised.count(end) == 1
+    # What the report highlights: the rendered example, its learned runs exactly the supervised tokens.
+    segments = example["segments"]
+    assert "".join(seg["text"] for seg in segments) == tokenizer.decode(first.input_ids)
+    learned = "".join(seg["text"] for seg in segments if seg["learned"])
+    assert "It is 7. Answer: 7" in learned and learned.rstrip().endswith("<|im_end|>")
+    assert "What is 0 + 7?" not in learned
+    assert example["learned_tokens"] == len(first.supervised) == sum(seg["tokens"] for seg in segments if seg["learned"])
 
 
 def test_pad_equal_to_eos_with_trls_collator_still_trains_the_end_of_turn(tiny_model_dir, tokenizer, tmp_path):

@@ -86,6 +86,9 @@ def test_pipeline_trains_caches_and_reruns_changed_stages(recipe_path: Path, tmp
         assert evaluation["scores"] == {"pt_arith_mc": evaluation["results"]["tasks"]["pt_arith_mc"]["acc"]}
         assert evaluation["scores"]["pt_arith_mc"] in (0.0, 0.5, 1.0)  # a share of 2 documents
     assert (run_dir / "base" / "eval.json").exists()
+    example = json.loads((run_dir / "sft" / "loss_mask.json").read_text())  # what the report highlights
+    learned = "".join(seg["text"] for seg in example["segments"] if seg["learned"])
+    assert "Answer: " in learned and "What is" not in learned
     assert [s.cached for s in report.stages] == [False, False]
     for outcome in report.stages:
         assert outcome.scores == json.loads((run_dir / outcome.name / "eval.json").read_text())["scores"]

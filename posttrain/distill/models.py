@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posttrain.distill.prune import layers_to_keep, prune_layers
+from posttrain.distill.prune import layer_influence, layers_to_keep, most_influential_layers, prune_layers
 from posttrain.distill.student import model_vocab_size, shared_vocab_size, truncate_vocab
 from posttrain.models.loading import load_model, load_tokenizer
 from posttrain.models.resolve import resolve_model
@@ -39,25 +39,38 @@ def load_teacher(ctx: StageContext, name: str) -> Teacher:
     return Teacher(model, name, None)
 
 
-def build_student(ctx: StageContext, student_spec: Any, teacher: Any) -> tuple[Any, dict[str, Any]]:
+CALIBRATION_ROWS = 32
+"""Training rows the teacher reads to measure each layer's influence (`student.select: influence`)."""
+
+
+def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
+                  rows: list[dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
     """The student, with both models cut to their shared vocabulary; and facts about it for the metrics.
 
     A pruned student is saved to `student_init/` before training, so what
     distillation started from can be inspected and evaluated on its own.
-    `student_spec` is the stage's `student:` block (posttrain.stages.distill.StudentSpec).
+    `student_spec` is the stage's `student:` block (posttrain.stages.distill.StudentSpec); `rows` the stage's
+    chat rows, whose first ones calibrate `select: influence`.
     """
     if student_spec.init == "prune":
-        keep = layers_to_keep(
-            teacher.config.num_hidden_layers,
-            keep_layers=student_spec.keep_layers,
-            keep_fraction=student_spec.keep_fraction,
-        )
+        facts: dict[str, Any] = {}
+        if getattr(student_spec, "select", "even") == "influence":
+            influence = layer_influence(teacher, _calibration_batches(ctx, rows or []))
+            count = max(1, min(len(influence), round(student_spec.keep_fraction * len(influence))))
+            keep = most_influential_layers(influence, count)
+            facts["layer_influence"] = [round(v, 5) for v in influence]
+        else:
+            keep = layers_to_keep(
+                teacher.config.num_hidden_layers,
+                keep_layers=student_spec.keep_layers,
+                keep_fraction=student_spec.keep_fraction,
+            )
         # requires_grad_: a teacher rebuilt from a LoRA lineage comes out of PEFT's merge with frozen weights.
         student = prune_layers(teacher, keep).requires_grad_(True)
         init_dir = ctx.stage_dir / "student_init"
         student.save_pretrained(init_dir, safe_serialization=True)
         ctx.tokenizer.save_pretrained(init_dir)
-        return student, {"student": "pruned teacher", "kept_layers": keep, "student_init": str(init_dir)}
+        return student, {"student": "pruned teacher", "kept_layers": keep, "student_init": str(init_dir), **facts}
 
     assert student_spec.model is not None
     model_spec = ctx.model_spec
@@ -71,3 +84,18 @@ def build_student(ctx: StageContext, student_spec: Any, teacher: Any) -> tuple[A
     truncate_vocab(teacher, shared)
     truncate_vocab(student, shared)
     return student, {"student": student_spec.model, "student_path": str(Path(resolved.path))}
+
+
+def _calibration_batches(ctx: StageContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first CALIBRATION_ROWS rows chat-templated as training reads them (a prompt row: its prompt), in
+    batches of 8."""
+    from posttrain.distill.data import prompt_of
+    from posttrain.training.objectives import batches, encode_completion
+
+    items = []
+    for row in rows[:CALIBRATION_ROWS]:
+        messages = row.get("messages") or []
+        answer = messages[-1]["content"] if messages and messages[-1].get("role") == "assistant" else ""
+        items.append(encode_completion(ctx.tokenizer, prompt_of(row), answer, max_length=512))
+    pad = ctx.tokenizer.pad_token_id if ctx.tokenizer.pad_token_id is not None else 0
+    return list(batches(items, 8, pad))

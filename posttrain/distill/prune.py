@@ -44,6 +44,62 @@ def layers_to_keep(num_layers: int, *, keep_layers: list[int] | None = None, kee
     return sorted({round(i * (num_layers - 1) / (count - 1)) for i in range(count)})
 
 
+def layer_influence(model: Any, batches: list[dict[str, Any]]) -> list[float]:
+    """Per decoder layer, how much it changes the hidden state: 1 − mean cosine(layer input, layer output) over the
+    real tokens of `batches` (ShortGPT's block influence). A layer near 0 passes its input on almost unchanged, so
+    dropping it costs the least.
+
+    `batches`: dicts with `input_ids` and `attention_mask` tensors, as the model takes them.
+    """
+    import torch
+
+    layers = decoder_layers(model)
+    sums = [0.0] * len(layers)
+    count = 0
+    mask: Any = None
+    captured: dict[int, Any] = {}
+
+    def hook(index: int) -> Any:
+        def record(_module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+            before = args[0] if args else kwargs["hidden_states"]
+            after = output[0] if isinstance(output, tuple) else output
+            cos = torch.nn.functional.cosine_similarity(before.float(), after.float(), dim=-1)
+            captured[index] = (cos * mask).sum().item()
+        return record
+
+    handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                mask = batch["attention_mask"].to(torch.float32)
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                count += int(mask.sum().item())
+                for i in range(len(layers)):
+                    sums[i] += captured[i]
+    finally:
+        for handle in handles:
+            handle.remove()
+    if count == 0:
+        raise UserError("cannot measure layer influence: the calibration rows hold no tokens")
+    return [1.0 - total / count for total in sums]
+
+
+def most_influential_layers(influence: list[float], count: int) -> list[int]:
+    """The `count` layers to keep by influence: first and last always (they read the embeddings and feed the
+    head), then the middle layers that change the hidden state most; sorted.
+
+    >>> most_influential_layers([0.9, 0.01, 0.5, 0.02, 0.3, 0.8], 4)
+    [0, 2, 4, 5]
+    """
+    last = len(influence) - 1
+    if count >= len(influence):
+        return list(range(len(influence)))
+    if count <= 1:
+        return [0]
+    middle = sorted(range(1, last), key=lambda i: (-influence[i], i))[:count - 2]
+    return sorted([0, *middle, last])
+
+
 def decoder_layers(model: Any) -> nn.ModuleList:
     """The model's list of decoder layers (`model.model.layers` for Llama, Qwen, Mistral, Gemma...)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None

@@ -50,8 +50,11 @@ PROTOCOL_WORDS = {
 def protocol_difference(a: EvalEvidence | None, b: EvalEvidence | None, task: str) -> str | None:
     """Why two evaluations of `task` cannot be compared ("documents (limit) 100 vs 50"), or None when their
     protocols agree or one of them predates recorded protocols (nothing to go on)."""
-    mine = a.protocol.get(task) if a else None
-    theirs = b.protocol.get(task) if b else None
+    return protocols_differ(a.protocol.get(task) if a else None, b.protocol.get(task) if b else None)
+
+
+def protocols_differ(mine: Any, theirs: Any) -> str | None:
+    """Why two recorded protocols of one task cannot be compared, or None when they agree or one is unknown."""
     if not isinstance(mine, dict) or not isinstance(theirs, dict):
         return None
     differ = [key for key in PROTOCOL_WORDS if key in mine and key in theirs and mine[key] != theirs[key]]

@@ -54,6 +54,10 @@ def vllm_problems(adapter_config: dict[str, Any], architecture: str) -> list[str
             f"modules_to_save={adapter_config['modules_to_save']} (fully trained modules) is not loadable by vLLM "
             "for a causal LM; export merged instead"
         )
+    if adapter_config.get("trainable_token_indices"):
+        problems.append("the adapter trains embedding rows (trainable_token_indices: a chat template's added "
+                        "tokens), which vLLM's LoRA does not load; serve the merged model (posttrain's vllm export "
+                        "does so by itself)")
     init = adapter_config.get("init_lora_weights", True)
     if isinstance(init, str) and init.lower() not in _PLAIN_INITS:
         problems.append(f"init_lora_weights={init!r} rewrites the base weights; vLLM cannot serve it on the plain base")

@@ -197,6 +197,7 @@ def board_json(rows: Sequence[BoardRow]) -> dict[str, Any]:
             tasks[task] = {
                 "score": score, "metric": s.get("metric"), "stderr": s.get("stderr"), "ci95": ci, "n": s.get("n"),
                 "chance": s.get("chance"), "normalized": row.normalized(task),
+                "protocol": row.protocol(task), "not_compared": row.not_compared.get(task),
                 "deltas": [
                     {"vs": d.versus, "other": d.other, "delta": d.delta, "test": d.test, "p_value": d.p_value,
                      "n_paired": d.n_paired, "significant": d.significant, "note": d.note}
@@ -225,7 +226,9 @@ def board_cell(row: BoardRow, task: str) -> str:
     if task not in row.scores:
         return "-"
     stderr = row.stats.get(task, {}).get("stderr")
-    return f"{row.scores[task]:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")
+    text = f"{row.scores[task]:.3f}" + (f" ±{stderr:.3f}" if stderr is not None else "")
+    why = row.not_compared.get(task)
+    return text + (f" (not ranked with the others: {why})" if why else "")
 
 
 OBJECTIVE_COLUMNS = ("stage", "held-out", "metric", "before", "after", "Δ ± 95%", "verdict")

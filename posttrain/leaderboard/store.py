@@ -7,16 +7,24 @@ columns existed are migrated in place (the new columns stay empty for their
 rows). The ranking uses the mean chance-normalized score (Open LLM Leaderboard
 v2 style), so a 4-way multiple-choice task at chance counts as 0, like a
 generation task nobody solves.
+
+Each (model, task) also keeps the protocol it was scored under (task file hash, shots, template, generation
+settings, limit, lm-eval version). Rows of one task scored under different protocols are not ranked together:
+the protocol most rows share is the task's reference, and a row under another one is listed after the
+comparable rows with the reason (`BoardRow.not_compared`).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.evaluation.record import protocols_differ
 from posttrain.evaluation.stats import TaskStats
 from posttrain.failpoints import failpoint
 
@@ -53,7 +61,7 @@ CREATE TABLE IF NOT EXISTS deltas (
 """
 _STATS_COLUMNS = {
     "metric": "TEXT", "stderr": "REAL", "ci_low": "REAL", "ci_high": "REAL", "n": "INTEGER",
-    "chance": "REAL", "normalized": "REAL",
+    "chance": "REAL", "normalized": "REAL", "protocol": "TEXT",
 }
 
 
@@ -85,6 +93,17 @@ class BoardRow:
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Task → metric, stderr, ci_low, ci_high, n, chance, normalized (None where not recorded)."""
     deltas: dict[str, list[BoardDelta]] = field(default_factory=dict)
+    not_compared: dict[str, str] = field(default_factory=dict)
+    """Task → why this row is not ranked with the task's other rows (its protocol differs from theirs)."""
+
+    def protocol(self, task: str) -> dict[str, Any] | None:
+        """How `task` was scored for this row; None for a row recorded before protocols were kept."""
+        text = self.stats.get(task, {}).get("protocol")
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def normalized(self, task: str) -> float:
         """Chance-normalized score; a row recorded before chance levels were kept counts its raw score."""
@@ -125,12 +144,14 @@ def record(
     *,
     stats: dict[str, TaskStats] | None = None,
     deltas: Sequence[tuple[str, str, str, Any]] = (),
+    protocols: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Store one model's headline scores (with stats when known) and its deltas `(task, versus, other, DeltaTest)`.
+    """Store one model's headline scores (with stats and protocols when known) and its deltas
+    `(task, versus, other, DeltaTest)`.
 
     The same (run, stage, fingerprint) is replaced, not duplicated.
     """
-    stats = stats or {}
+    stats, protocols = stats or {}, protocols or {}
     key = (run_name, stage, fingerprint)
     rows = []
     for task, score in scores.items():
@@ -139,13 +160,14 @@ def record(
         rows.append((
             *key, model_ref, task, float(score), timestamp, s.metric if s else None, s.stderr if s else None,
             ci[0], ci[1], s.n if s else None, s.chance if s else None, s.normalized if s else None,
+            json.dumps(protocols[task], sort_keys=True) if isinstance(protocols.get(task), dict) else None,
         ))
     with _connect(db_path) as conn:
         conn.execute("DELETE FROM results WHERE run_name=? AND stage=? AND fingerprint=?", key)
         conn.execute("DELETE FROM deltas WHERE run_name=? AND stage=? AND fingerprint=?", key)
         conn.executemany(
             "INSERT INTO results (run_name, stage, fingerprint, model_ref, task, score, timestamp, metric, stderr, "
-            "ci_low, ci_high, n, chance, normalized) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "ci_low, ci_high, n, chance, normalized, protocol) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         conn.executemany(
@@ -165,7 +187,7 @@ def top(db_path: Path, task: str | None = None, limit: int | None = None) -> lis
     try:
         raw = conn.execute(
             "SELECT run_name, stage, fingerprint, model_ref, timestamp, task, score, metric, stderr, ci_low, "
-            "ci_high, n, chance, normalized FROM results ORDER BY run_name, stage, fingerprint, rowid"
+            "ci_high, n, chance, normalized, protocol FROM results ORDER BY run_name, stage, fingerprint, rowid"
         ).fetchall()
         raw_deltas = conn.execute(
             "SELECT run_name, stage, fingerprint, task, versus, other, delta, test, p_value, n_paired, note "
@@ -182,8 +204,27 @@ def top(db_path: Path, task: str | None = None, limit: int | None = None) -> lis
         if (run, stage, fp) in grouped:
             grouped[(run, stage, fp)].deltas.setdefault(t, []).append(BoardDelta(*rest))
     rows = [r for r in grouped.values() if task is None or task in r.scores]
-    rows.sort(key=lambda r: (-(r.scores[task] if task else r.mean), r.timestamp, r.run_name, r.stage))
+    mark_other_protocols(rows)
+    # Comparable rows first, best first; a row scored under another protocol follows them, unranked among them.
+    rows.sort(key=lambda r: (bool(r.not_compared if task is None else task in r.not_compared),
+                             -(r.scores[task] if task else r.mean), r.timestamp, r.run_name, r.stage))
     return rows[:limit] if limit is not None else rows
+
+
+def mark_other_protocols(rows: Sequence[BoardRow]) -> None:
+    """Fill each row's `not_compared`: per task, the protocol most rows share is the reference (ties: the
+    newest row's); a row scored under another one is told why. Rows without a recorded protocol are compared."""
+    for task in dict.fromkeys(t for row in rows for t in row.scores):
+        known = [(row, p) for row in rows if task in row.scores and (p := row.protocol(task)) is not None]
+        if not known:
+            continue
+        newest_first = [json.dumps(p, sort_keys=True) for _, p in sorted(known, key=lambda x: x[0].timestamp, reverse=True)]
+        counts = Counter(newest_first)
+        reference = json.loads(max(newest_first, key=counts.__getitem__))  # max keeps the first: ties → newest
+        for row, protocol in known:
+            why = protocols_differ(protocol, reference)
+            if why is not None:
+                row.not_compared[task] = why
 
 
 def record_run(
@@ -203,6 +244,7 @@ def record_run(
             if cell.test_input is not None:
                 deltas.append((task, "input", parent, cell.test_input))
         stats = row.evidence.stats if row.evidence else None
+        protocols = row.evidence.protocol if row.evidence else None
         record(db_path, run_name, row.label, model_ref, row.scores, fingerprints[row.label], timestamp,
-               stats=stats, deltas=deltas)
+               stats=stats, deltas=deltas, protocols=protocols)
         failpoint("leaderboard")  # a kill between rows: the rerun must neither lose nor duplicate any

@@ -181,6 +181,13 @@ def cumulative_adapter(adapter_dirs: list[Path | str], out_dir: Path, *, base_mo
     )
     if parameters:
         config["target_parameters"] = parameters
+    # Trained token rows (PEFT trainable tokens, a chat template's added tokens) hold values, not deltas: the last
+    # stage that trained them has the chain's final rows.
+    rows = next(((c, w) for c, w in zip(reversed(configs), reversed(weights), strict=True)
+                 if c.get("trainable_token_indices")), None)
+    if rows is not None:
+        config["trainable_token_indices"] = rows[0]["trainable_token_indices"]
+        combined.update({k: v for k, v in rows[1].items() if ".trainable_tokens_delta" in k})
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(combined, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))

@@ -9,9 +9,11 @@ import torch
 
 from posttrain.errors import UserError
 from posttrain.fingerprint import fingerprint
+from posttrain.models.chat_template import SHIPPED, ChatTemplate
 from posttrain.models.lineage import Lineage
 from posttrain.models.precision import Purpose, attention_implementation, weights_dtype
 from posttrain.models.resolve import ResolvedModel, cache_root
+from posttrain.models.templated import templated_base
 
 
 def torch_dtype(name: str, purpose: Purpose = "full") -> torch.dtype:
@@ -33,8 +35,9 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False, revision: str 
         raise UserError(f"cannot load the tokenizer of {path!r}: {_first_line(exc)}") from exc
     if tokenizer.chat_template is None:
         raise UserError(
-            f"the tokenizer of {path!r} has no chat template; posttrain trains and evaluates chat models "
-            "(use an instruct model, or a tokenizer that defines chat_template)"
+            f"the tokenizer of {path!r} has no chat template; posttrain trains and evaluates chat models. "
+            f"Fix: give the base model one with model.chat_template: {' | '.join(SHIPPED)} | FILE.jinja "
+            "(its special tokens are added and trained), or use an instruct model"
         )
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         vocab = tokenizer.get_vocab()
@@ -96,17 +99,25 @@ def nf4_config(dtype: str = "auto") -> Any:
 
 
 def start_of_lineages(
-    base: ResolvedModel, *, quantize: str | None = None, revision: str | None = None, trust_remote_code: bool = False
+    base: ResolvedModel, *, quantize: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
+    chat_template: ChatTemplate | None = None,
 ) -> Lineage:
-    """Where every lineage of a recipe's model starts; with `quantize: 4bit`, the dequantized NF4 base (made once).
+    """Where every lineage of a recipe's model starts; with `model.chat_template`, the base given that template
+    (`models/templated.py`); with `quantize: 4bit`, the dequantized NF4 base (each made once).
 
     The session of a run and a run directory read back later (`RunDir.base_lineage`) both start here, so an
     export or evaluation of a QLoRA stage merges into the weights it was trained against.
     """
+    path, identity = base.path, [base.identity, revision]
+    if chat_template is not None:
+        cache = cache_root() / "models" / f"template-{fingerprint(*identity, chat_template.text)}"
+        path = str(templated_base(path, chat_template, cache, trust_remote_code=trust_remote_code, revision=revision))
+        identity.append(chat_template.text)
+        revision = None  # the folder is local now
     if quantize == "4bit":
-        cache = cache_root() / "models" / f"nf4-{fingerprint(base.identity, revision)}"
-        return Lineage(str(dequantized_base(base.path, cache, trust_remote_code=trust_remote_code, revision=revision)))
-    return Lineage(base.path, revision=revision)
+        cache = cache_root() / "models" / f"nf4-{fingerprint(*identity)}"
+        return Lineage(str(dequantized_base(path, cache, trust_remote_code=trust_remote_code, revision=revision)))
+    return Lineage(path, revision=revision)
 
 
 def dequantized_base(

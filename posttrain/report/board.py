@@ -37,13 +37,15 @@ def board_csv(rows: Sequence[Any]) -> str:
     """One line per (run, stage, task): score, 95% interval when known, and the entry's mean."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "stage", "task", "score", "ci_low", "ci_high", "mean_normalized", "fingerprint", "model", "when"])
+    writer.writerow(["run", "stage", "task", "score", "ci_low", "ci_high", "mean_normalized", "fingerprint", "model", "when",
+                     "not_compared"])
     for row in rows:
         for task, score in row.scores.items():
             interval = _interval(row, task)
             low, high = (f"{v:.6g}" for v in interval) if interval else ("", "")
             writer.writerow([
                 row.run_name, row.stage, task, f"{score:.6g}", low, high, f"{row.mean:.6g}", row.fingerprint, row.model_ref, row.timestamp,
+                (getattr(row, "not_compared", None) or {}).get(task, ""),
             ])
     return out.getvalue()
 
@@ -58,6 +60,9 @@ def _cell(row: Any, task: str) -> str:
     for d in _deltas(row, task):
         mark = "*" if getattr(d, "significant", False) else ""
         text += f"\nΔ vs {d.versus} {d.delta:+.3f}{mark}"
+    why = (getattr(row, "not_compared", None) or {}).get(task)
+    if why:
+        text += f"\nnot ranked with the others: {why}"
     return text
 
 
@@ -85,6 +90,8 @@ def board_html(rows: Sequence[Any], *, runs_dir: Path, out_path: Path) -> str:
         "<th>mean (chance-normalized)</th><th>when</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>"
     )
     legend = ("Click a column to sort. Score [95% interval]; Δ marked * passed a paired test (p < 0.05). "
+              "A score taken under another evaluation protocol than the task's other rows (documents, shots, "
+              "template, generation settings, lm-eval version) is listed after them and says why. "
               "Runs link to their report.")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>posttrain leaderboard</title>"

@@ -66,6 +66,10 @@ class StageData:
     merged_bytes: int | None = None
     """Size on disk of its merged export (the `merged` format's folder): the reference scored artifacts are
     compared with, in transformers; None when that format was not exported."""
+    spec: dict[str, Any] = field(default_factory=dict)
+    """The stage's spec as it ran (stage.json `spec`)."""
+    loss_mask: dict[str, Any] | None = None
+    """The first training example as the loss saw it (loss_mask.json: text runs, learned or not)."""
 
 
 @dataclass
@@ -146,6 +150,8 @@ def _read_stage(run: RunDir, name: str) -> StageData | None:
         panels=panels_from_record(record),
         scored=read_scored(run, name),
         merged_bytes=folder_bytes(merged) if merged is not None else None,
+        spec=spec if isinstance(spec, dict) else {},
+        loss_mask=read_json(run.loss_mask_file(name)),
     )
 
 

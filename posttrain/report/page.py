@@ -30,6 +30,8 @@ max-width:70ch;font-size:12px}.changed{background:#fff3c4;font-size:11px;padding
 td.worse{background:#fde8e8;color:#900;font-weight:600}td.better{background:#e3f6e8;font-weight:600}
 td.fail{background:#fde8e8;color:#900;font-weight:600}td.unknown{color:#777}ul.notes{font-size:12px;margin:4px 0}
 table.scored td.num{white-space:pre}table.scored td:last-child{font:12px ui-monospace,monospace}
+pre.loss-mask{max-width:110ch;color:#777;border:1px solid #eee;padding:6px}pre.loss-mask mark{background:#d7f0dc;
+color:#111}
 """
 
 JS = """

@@ -14,6 +14,7 @@ from posttrain.report import plots
 from posttrain.report.answers import paired, side_by_side
 from posttrain.report.blocks import Section, Table, img, num, prefix
 from posttrain.report.collect import BASE, EvalData, RunData
+from posttrain.report.diagnosis import diagnoses, objective_changes
 from posttrain.report.exports import exports_section
 from posttrain.report.graph import stage_graph
 
@@ -68,7 +69,8 @@ def _sampled_pairs(runs: Sequence[RunData]) -> Table | None:
 
 
 def curves_section(runs: Sequence[RunData]) -> Section:
-    """One figure per trained stage: loss, learning rate, grad norm and the panels its stage type declared."""
+    """One figure per trained stage: loss, learning rate, grad norm and the panels its stage type declared; then,
+    per SFT stage, one training example with the tokens its loss learned highlighted."""
     html_parts, md_parts, images = [], [], {}
     for run in runs:
         for s in run.stages:
@@ -80,10 +82,33 @@ def curves_section(runs: Sequence[RunData]) -> Section:
             tag, link = img(image, f"training curves of {prefix(run, runs)}{s.name}")
             html_parts.append(f"<figure>{tag}<figcaption>{html.escape(_curve_caption(s))}</figcaption></figure>")
             md_parts.append(link + f"\n{_curve_caption(s)}\n")
+    for run in runs:
+        for s in run.stages:
+            if s.loss_mask:
+                shown = loss_mask_example(f"{prefix(run, runs)}{s.name}", s.loss_mask)
+                html_parts.append(shown[0])
+                md_parts.append(shown[1])
     if not html_parts:
         html_parts, md_parts = ["<p>No stage logged training metrics.</p>"], ["No stage logged training metrics.\n"]
     return Section("curves", "Training curves", "<div class='figures'>" + "".join(html_parts) + "</div>",
                    "\n".join(md_parts), images)
+
+
+def loss_mask_example(label: str, record: dict[str, Any]) -> tuple[str, str]:
+    """One training example of a stage as its loss saw it, learned tokens highlighted: (HTML, markdown).
+
+    The markdown marks learned text with ⟦ ⟧, since a code block can hold no highlight."""
+    segments = [seg for seg in record.get("segments") or [] if isinstance(seg, dict)]
+    caption = (f"{label}: row {record.get('row', 1)} of dataset {record.get('dataset', '?')!s} as training saw it, "
+               f"{record.get('learned_tokens', '?')} of {record.get('tokens', '?')} tokens learned (highlighted); "
+               f"end of turn {record.get('end_of_turn')!s}")
+    body = "".join(
+        f"<mark>{html.escape(str(seg.get('text', '')))}</mark>" if seg.get("learned") else
+        html.escape(str(seg.get("text", ""))) for seg in segments)
+    text = "".join(f"⟦{seg.get('text', '')}⟧" if seg.get("learned") else str(seg.get("text", "")) for seg in segments)
+    return (f"<figure class='loss-mask'><pre class='loss-mask'>{body}</pre>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>",
+            f"{caption}\n\n```text\n{text}\n```\n")
 
 
 def _curve_caption(stage: Any) -> str:
@@ -150,8 +175,21 @@ def eval_section(runs: Sequence[RunData]) -> Section:
     png = plots.scores_png([(label, e.scores, e.intervals) for label, e, _ in models], tasks)
     images = {"scores.png": png} if png else {}
     tag, link = img("scores.png", "scores per task with 95% intervals") if png else ("", "")
-    return Section("eval", "Evaluation", table.html("eval") + f"<p class='legend'>{html.escape(legend)}</p>" + tag,
-                   table.md() + f"\n{legend}\n\n" + link, images)
+    why_html, why_md = _why_not(runs)
+    return Section("eval", "Evaluation",
+                   table.html("eval") + f"<p class='legend'>{html.escape(legend)}</p>" + tag + why_html,
+                   table.md() + f"\n{legend}\n\n" + link + why_md, images)
+
+
+def _why_not(runs: Sequence[RunData]) -> tuple[str, str]:
+    """The stages that did not move a benchmark, each with what its objective and logs say (report/diagnosis.py)."""
+    lines = [prefix(run, runs) + d.sentence() for run in runs for d in diagnoses(run)]
+    if not lines:
+        return "", ""
+    title = "Stages that did not move their benchmark, and why"
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f"<h3 id='why-not'>{title}</h3><ul class='why-not'>{items}</ul>",
+            f"\n\n### {title}\n\n" + "".join(f"- {line}\n" for line in lines))
 
 
 def objectives_section(runs: Sequence[RunData]) -> Section:
@@ -163,22 +201,9 @@ def objectives_section(runs: Sequence[RunData]) -> Section:
             obj = s.objective
             if not obj:
                 continue
-            lower = set(obj.get("lower_is_better") or ())
-            for metric, before in (obj.get("before") or {}).items():
-                after = (obj.get("after") or {}).get(metric)
-                if not isinstance(before, int | float) or not isinstance(after, int | float):
-                    continue
-                change = after - before
-                stderr = (obj.get("change_stderr") or {}).get(metric)
-                band = 1.96 * stderr if isinstance(stderr, int | float) else None
-                if band is not None and abs(change) <= band:
-                    verdict = "within noise"
-                elif change == 0:
-                    verdict = "unchanged"
-                else:
-                    verdict = "better" if (change < 0) == (metric in lower) else "worse"
-                table.rows.append([f"{prefix(run, runs)}{s.name}", metric, num(before, 4), num(after, 4),
-                                   f"{change:+.4f}", num(band, 4), verdict, str(obj.get("rows", "-"))])
+            for o in objective_changes(obj):
+                table.rows.append([f"{prefix(run, runs)}{s.name}", o.metric, num(o.before, 4), num(o.after, 4),
+                                   f"{o.after - o.before:+.4f}", num(o.band, 4), o.verdict, str(obj.get("rows", "-"))])
             notes += [f"{s.name}: {n}" for n in obj.get("notes") or []]
     if not table.rows:
         text = "No stage measured a held-out objective (objective.json beside stage.json)."

@@ -46,6 +46,22 @@ class ModelSpec(Strict):
         description="4bit: QLoRA. Training stages load their input in NF4 (bitsandbytes) with the LoRA on "
         "top; lineages, evaluation and export use the dequantized base, so merges never go into 4-bit weights.",
     )
+    chat_template: str | None = Field(
+        None, json_schema_extra=NEUTRAL_AT_DEFAULT,
+        description="The chat format for a base model without one (or to replace one): chatml, llama3, gemma, "
+        "mistral (shipped), or a .jinja file (relative to the recipe's folder). Used for training, evaluation and "
+        "every export; the special tokens it needs are added to the tokenizer and trained, and its end-of-turn "
+        "token becomes the model's eos.",
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from posttrain.models.chat_template import template_problem
+
+        if value is not None and (problem := template_problem(value, (info.context or {}).get("base_dir"))):
+            raise ValueError(problem)
+        return value
 
 
 class LoraSpec(Strict):

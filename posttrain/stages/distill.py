@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from posttrain.distill.facts import DistillFacts
+from posttrain.fingerprint import NEUTRAL_AT_DEFAULT
 from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.declaration import DataNeed
 from posttrain.stagekit.objective import held_out_rows
@@ -33,7 +34,13 @@ class StudentSpec(Strict):
     )
     keep_layers: list[int] | None = Field(None, description="Teacher layer indices the pruned student keeps.")
     keep_fraction: float | None = Field(
-        None, gt=0.0, le=1.0, description="Or: keep this fraction of layers, spread evenly (first and last kept)."
+        None, gt=0.0, le=1.0, description="Or: keep this fraction of layers, chosen by `select` (first and last kept)."
+    )
+    select: Literal["even", "influence"] = Field(
+        "even", json_schema_extra=NEUTRAL_AT_DEFAULT,
+        description="With keep_fraction: which layers stay. even: spread evenly; influence: those that change the "
+        "hidden state most on the stage's first 32 training rows (1 − cosine of a layer's input and output, as in "
+        "ShortGPT), so the layers that pass their input on almost unchanged are dropped.",
     )
 
     @model_validator(mode="after")
@@ -42,6 +49,8 @@ class StudentSpec(Strict):
             raise ValueError("give exactly one of `model` (a smaller model) or `init: prune`")
         if self.init == "prune" and (self.keep_layers is None) == (self.keep_fraction is None):
             raise ValueError("`init: prune` needs exactly one of keep_layers or keep_fraction")
+        if self.select == "influence" and self.keep_fraction is None:
+            raise ValueError("`select: influence` chooses layers for keep_fraction; keep_layers lists them itself")
         return self
 
 
@@ -92,7 +101,7 @@ def run(ctx: StageContext, spec: DistillStage) -> StageResult:
 
     teacher = load_teacher(ctx, spec.teacher or ctx.input_name)
     teacher_scores = _outside_teacher_scores(ctx, spec, teacher)
-    student, student_facts = build_student(ctx, spec.student, teacher.model)
+    student, student_facts = build_student(ctx, spec.student, teacher.model, rows)
     metrics: dict[str, Any] = {"teacher": teacher.label, **student_facts}
 
     examples = _examples(ctx, spec, rows, teacher.model)

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from posttrain.run_layout import RunDir
+from posttrain.rundir import write_json
 from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.objective import held_out_rows, input_model
 from posttrain.stagekit.specs import StageCommon
@@ -61,8 +63,10 @@ def run(ctx: StageContext, spec: SFTStage) -> StageResult:
         **sft_batching(ctx.tokenizer, packing=spec.packing),
     )
     if not spec.packing:  # packed rows mix examples: their masks are TRL's packing's
-        check_loss_mask(trainer, ctx.tokenizer, stage=spec.name, dataset=spec.data, rows=rows,
-                        max_length=spec.train.max_length)
+        example = check_loss_mask(trainer, ctx.tokenizer, stage=spec.name, dataset=spec.data, rows=rows,
+                                  max_length=spec.train.max_length)
+        if example is not None:
+            write_json(ctx.stage_dir / RunDir.LOSS_MASK, example)
     return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 
 

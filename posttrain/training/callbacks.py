@@ -13,7 +13,10 @@ from posttrain.failpoints import failpoint
 
 
 class MetricsFile(TrainerCallback):
-    """Append every log record (loss, lr, rewards, ...) to `metrics.jsonl` with its step."""
+    """Append every log record (loss, lr, rewards, ...) to `metrics.jsonl` with its step.
+
+    Each record also carries the planned `max_steps`, so a reader of the file alone (`posttrain ui`)
+    can show step / total and the time left while the stage trains."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -21,7 +24,7 @@ class MetricsFile(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs or not state.is_world_process_zero:
             return
-        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        record = {"step": state.global_step, "epoch": state.epoch, "max_steps": state.max_steps, **logs}
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
 

@@ -35,7 +35,28 @@ def lora_config(spec: LoraSpec, model: Any = None) -> LoraConfig:
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
+        trainable_token_indices=token_rows(model) if model is not None else None,
     )
+
+
+def token_rows(model: Any) -> dict[str, list[int]] | None:
+    """The embedding rows of the tokens `model.chat_template` added, for PEFT's `trainable_token_indices`.
+
+    Trained as rows, not whole matrices (`modules_to_save`): the adapter stores a few vectors instead of the
+    vocabulary twice, and the rest of the embedding stays frozen as LoRA expects. An untied output head is
+    named too, so the model learns to predict the end-of-turn token; PEFT follows a tied one by itself.
+    """
+    from posttrain.models.templated import trained_tokens
+
+    ids = trained_tokens(model)
+    if not ids:
+        return None
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    rows = {names[id(embed)]: ids}
+    if head is not None and head.weight is not embed.weight:
+        rows[names[id(head)]] = ids
+    return rows
 
 
 def expert_modules(model: Any) -> list[str]:

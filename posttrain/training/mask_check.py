@@ -25,10 +25,26 @@ _PROBE = "posttrain-mask-probe"
 
 @dataclass(frozen=True)
 class Supervision:
-    """One example as training sees it: its token ids and which of them the loss learns."""
+    """One example as training sees it: its token ids and, per token, whether the loss learns it."""
 
     input_ids: list[int]
-    supervised: list[int]
+    learned: list[bool]
+
+    @property
+    def supervised(self) -> list[int]:
+        """The token ids the loss learns, in order."""
+        return [t for t, on in zip(self.input_ids, self.learned, strict=True) if on]
+
+    def segments(self, tokenizer: Any) -> list[dict[str, Any]]:
+        """The example as text, in runs of learned / not learned tokens: what the report highlights.
+
+        Decoded run by run, so a multi-byte character split across a boundary may show as U+FFFD there.
+        """
+        runs: list[dict[str, Any]] = []
+        for flag, group in itertools.groupby(zip(self.input_ids, self.learned, strict=True), key=lambda x: x[1]):
+            ids = [t for t, _ in group]
+            runs.append({"text": tokenizer.decode(ids), "learned": flag, "tokens": len(ids)})
+        return runs
 
 
 def end_of_turn_id(tokenizer: Any) -> int | None:
@@ -59,21 +75,24 @@ def batches_as_trained(trainer: Any, rows: int = SAMPLE_ROWS) -> list[Supervisio
     if "position_ids" in batch and len(input_ids) == 1:  # padding-free: one row, positions restart per example
         starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0] + [len(input_ids[0])]
         for a, b in itertools.pairwise(starts):
-            ids, labs = input_ids[0][a:b], labels[0][a:b]
-            out.append(Supervision(ids, [t for t, lab in zip(ids, labs, strict=True) if lab != IGNORE]))
+            out.append(Supervision(input_ids[0][a:b], [lab != IGNORE for lab in labels[0][a:b]]))
         return out
     mask = batch.get("attention_mask")
     for r, (ids, labs) in enumerate(zip(input_ids, labels, strict=True)):
         keep = mask[r].tolist() if mask is not None else [1] * len(ids)
         real = [(t, lab) for t, lab, m in zip(ids, labs, keep, strict=True) if m]
-        out.append(Supervision([t for t, _ in real], [lab for _, lab in real if lab != IGNORE]))
+        out.append(Supervision([t for t, _ in real], [lab != IGNORE for _, lab in real]))
     return out
 
 
 def check_loss_mask(trainer: Any, tokenizer: Any, *, stage: str, dataset: str, rows: list[dict[str, Any]],
-                    max_length: int) -> None:
+                    max_length: int) -> dict[str, Any] | None:
     """Raise UserError when rows train nothing, the template renders a different prompt than inference sees, or a
-    sampled example misses its answer or never learns to stop."""
+    sampled example misses its answer or never learns to stop.
+
+    Returns the first example as the loss sees it (`loss_mask.json` beside stage.json; the report highlights its
+    learned tokens), or None when the dataset is empty.
+    """
     problems = _dropped_rows(trainer, tokenizer, dataset=dataset, rows=rows, max_length=max_length)
     problems += _template_prefix(tokenizer, dataset=dataset, rows=rows[:SAMPLE_ROWS])
     examples = batches_as_trained(trainer) if not problems else []
@@ -108,6 +127,12 @@ def check_loss_mask(trainer: Any, tokenizer: Any, *, stage: str, dataset: str, r
             f"stage {stage}: the loss mask of its training batches is wrong ({len(problems)} problem(s); chat "
             f"template of {template})", problems=problems[:5],
         )
+    if not examples:
+        return None
+    first = examples[0]
+    return {"dataset": dataset, "row": 1, "template": getattr(tokenizer, "name_or_path", "") or None,
+            "tokens": len(first.input_ids), "learned_tokens": sum(first.learned),
+            "end_of_turn": end_text, "segments": first.segments(tokenizer)}
 
 
 def _dropped_rows(trainer: Any, tokenizer: Any, *, dataset: str, rows: list[dict[str, Any]],

@@ -40,7 +40,7 @@ stages:
     data: prompts
     sequence_kd: true
     max_new_tokens: 6
-    student: {{init: prune, keep_fraction: 0.5}}
+    student: {{init: prune, keep_fraction: 0.5, select: influence}}
     evaluate: false
     train: {{max_steps: 2, batch_size: 4, lr: 1.0e-2, max_length: 64}}
 export: {{formats: [peft]}}
@@ -99,7 +99,9 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     answers = [json.loads(line) for line in (run_dir / "seqkd" / "teacher_answers.jsonl").read_text().splitlines()]
     assert len(answers) == 8 and all(a["messages"][-1]["role"] == "assistant" for a in answers)
     seq = json.loads((run_dir / "seqkd" / "stage.json").read_text())
+    # The tiny teacher has 2 layers: half is one, the first (first and last are kept before any by influence).
     assert seq["facts"]["distill"]["teacher_stage"] == "sft" and seq["metrics"]["kept_layers"] == [0]
+    assert len(seq["metrics"]["layer_influence"]) == 2 and all(v > 0 for v in seq["metrics"]["layer_influence"])
     assert seq["facts"]["distill"]["student_params"] < seq["facts"]["distill"]["teacher_params"]
     assert seqkd.lineage.adapters == [] and not seqkd.scores
 

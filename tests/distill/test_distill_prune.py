@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from posttrain.distill.prune import layers_to_keep, prune_layers
+from posttrain.distill.prune import layer_influence, layers_to_keep, most_influential_layers, prune_layers
 from posttrain.errors import UserError
 
 SHAPE = dict(
@@ -17,7 +17,7 @@ SHAPE = dict(
 
 def tiny(cls=LlamaForCausalLM, config_cls=LlamaConfig, **extra):
     torch.manual_seed(0)
-    return cls(config_cls(**SHAPE, **extra)).eval()
+    return cls(config_cls(**{**SHAPE, **extra})).eval()
 
 
 def test_layers_to_keep() -> None:
@@ -71,3 +71,35 @@ def test_per_layer_config_lists_are_pruned(tmp_path) -> None:
     ids = torch.randint(2, 64, (1, 7))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, student(input_ids=ids).logits)
+
+
+def _identity_layers(model, layers: list[int]) -> None:
+    """Zero what a layer adds to the residual stream: its output equals its input (influence exactly 0)."""
+    with torch.no_grad():
+        for i in layers:
+            model.model.layers[i].self_attn.o_proj.weight.zero_()
+            model.model.layers[i].mlp.down_proj.weight.zero_()
+
+
+@pytest.mark.parametrize(("cls", "config_cls"), [(LlamaForCausalLM, LlamaConfig), (Qwen2ForCausalLM, Qwen2Config)])
+def test_influence_finds_the_layers_that_pass_their_input_on(cls, config_cls) -> None:
+    model = tiny(cls, config_cls, num_hidden_layers=6)  # SHAPE's 4 overridden
+    _identity_layers(model, [2, 4])
+    ids = torch.randint(2, 64, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0  # padding is not counted
+    influence = layer_influence(model, [{"input_ids": ids, "attention_mask": mask}])
+    assert len(influence) == 6
+    assert influence[2] == pytest.approx(0.0, abs=1e-6) and influence[4] == pytest.approx(0.0, abs=1e-6)
+    assert min(influence[i] for i in (1, 3)) > 1e-3
+    assert most_influential_layers(influence, 4) == [0, 1, 3, 5]  # the two pass-through layers go
+    # Dropping pass-through layers changes nothing: the pruned student computes what the model did.
+    student = prune_layers(model, [0, 1, 3, 5])
+    with torch.no_grad():
+        torch.testing.assert_close(student(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_most_influential_layers_keeps_first_and_last() -> None:
+    assert most_influential_layers([0.0, 0.9, 0.8, 0.0], 2) == [0, 3]
+    assert most_influential_layers([0.1, 0.2, 0.3], 5) == [0, 1, 2]
+    assert most_influential_layers([0.1, 0.2, 0.3], 1) == [0]

@@ -57,6 +57,7 @@ def test_teacher_mistakes_are_reported_at_validation(tmp_path: Path, tiny_model_
         ("{init: prune, keep_fraction: 0.5, model: x}", "", "exactly one of `model`"),
         ("{init: prune, keep_fraction: 0.5}", ", full_finetune: false", "LoRA distillation is not supported"),
         ("{init: prune, keep_fraction: 0.5}", ", beta: 1.5", "less than or equal to 1"),
+        ("{init: prune, keep_layers: [0], select: influence}", "", "keep_layers lists them itself"),
     ],
 )
 def test_student_and_loss_settings_are_checked(tmp_path: Path, tiny_model_dir: Path, student: str, extra: str, message: str) -> None:

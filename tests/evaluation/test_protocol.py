@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from posttrain.evaluation.record import EvalEvidence, protocol_difference
 from posttrain.evaluation.stats import task_stats
-from posttrain.leaderboard.render import markdown_table, significance_verdicts
+from posttrain.leaderboard.render import board_cell, board_json, markdown_table, significance_verdicts
+from posttrain.leaderboard.store import record_run, top
 from posttrain.leaderboard.table import StageScores, compute_cells
+from posttrain.report.board import board_csv
 
 PROTOCOL = {"task_hash": "4b4b7bb49c48dd94", "num_fewshot": 0, "limit": 100, "apply_chat_template": True,
             "chat_template_hash": "fcf7a096fe99a48f", "generation_kwargs": {"max_gen_toks": 64}, "filters": [],
@@ -71,3 +76,41 @@ def test_the_harness_records_the_same_protocol_twice_and_a_changed_limit(tiny_mo
     assert first == again
     assert {k for k in first if first[k] != other[k]} == {"limit"}
     assert first["apply_chat_template"] is True and first["chat_template_hash"] and first["task_hash"]
+
+
+def _record_run(db: Path, run: str, timestamp: str, **stage_protocol) -> None:
+    rows = _rows(**stage_protocol)
+    record_run(db, run, "tiny", rows, {"base": f"{run}-b", "sft": f"{run}-s"}, timestamp)
+
+
+def test_the_cross_run_board_does_not_rank_rows_of_another_protocol_together(tmp_path: Path) -> None:
+    db = tmp_path / "leaderboard.sqlite"
+    _record_run(db, "full", "2026-12-01")
+    _record_run(db, "quick", "2026-12-02", limit=20)  # its sft row: 20 documents, not 100
+    rows = top(db, task="pt_arith")
+    order = [(r.run_name, r.stage) for r in rows]
+    # quick/sft scored 0.6 like full/sft, but under another protocol: after every comparable row, with the reason.
+    assert order[-1] == ("quick", "sft")
+    assert rows[-1].not_compared == {"pt_arith": "protocols differ: documents (limit) 20 vs 100"}
+    assert all(r.not_compared == {} for r in rows[:-1])
+    assert rows[-1].protocol("pt_arith")["limit"] == 20
+    assert "not ranked with the others: protocols differ: documents (limit) 20 vs 100" in board_cell(rows[-1], "pt_arith")
+    entry = board_json(rows)["entries"][-1]["tasks"]["pt_arith"]
+    assert entry["not_compared"].startswith("protocols differ") and entry["protocol"]["limit"] == 20
+    csv_lines = board_csv(rows).splitlines()
+    assert csv_lines[0].endswith(",not_compared") and csv_lines[-1].endswith("documents (limit) 20 vs 100")
+
+
+def test_a_board_recorded_before_protocols_were_kept_still_ranks(tmp_path: Path) -> None:
+    db = tmp_path / "leaderboard.sqlite"
+    conn = sqlite3.connect(db)  # the results table as boards before protocols had it
+    conn.execute("CREATE TABLE results (run_name TEXT NOT NULL, stage TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+                 "model_ref TEXT NOT NULL, task TEXT NOT NULL, score REAL NOT NULL, timestamp TEXT NOT NULL, "
+                 "PRIMARY KEY (run_name, stage, fingerprint, task))")
+    conn.execute("INSERT INTO results VALUES ('old', 'sft', 'x', 'tiny', 'pt_arith', 0.9, '2026-01-01')")
+    conn.commit()
+    conn.close()
+    _record_run(db, "new", "2026-12-02")
+    rows = top(db, task="pt_arith")
+    assert (rows[0].run_name, rows[0].stage) == ("old", "sft")
+    assert all(r.not_compared == {} for r in rows)

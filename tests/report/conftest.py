@@ -85,6 +85,10 @@ def write_fake_run(runs_dir: Path, name: str = "fake", lengths_png: Path | None 
         "before": {"reward_margin": 0.0, "pair_accuracy": 0.5}, "after": {"reward_margin": 0.3, "pair_accuracy": 0.52},
         "rows": 40, "change_stderr": {"reward_margin": 0.05, "pair_accuracy": 0.04}, "lower_is_better": [],
         "notes": ["the reference model's margin is 0 by definition"]}})
+    _write(run / "sft" / "loss_mask.json", {"dataset": "chat", "row": 1, "tokens": 14, "learned_tokens": 6,
+                                            "end_of_turn": "<|im_end|>", "segments": [
+        {"text": "<|im_start|>user\nIs 2 < 3?<|im_end|>\n<|im_start|>assistant\n", "learned": False, "tokens": 8},
+        {"text": "Yes: 2 < 3.<|im_end|>", "learned": True, "tokens": 6}]})
     _write(run / "grpo" / "export" / "export.json", {"fingerprint": "x", "paths": {
         "merged": str(run / "grpo" / "export" / "merged"), "vllm": str(run / "grpo" / "export" / "vllm")}})
     _write(run / "grpo" / "export" / "vllm" / "manifest.json", {

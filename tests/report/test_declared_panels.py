@@ -32,7 +32,7 @@ def run_wobble(ctx: StageContext, spec: WobbleStage) -> StageResult:
     """Keeps its input model; "trains" three steps, logging through the pipeline's own metrics callback."""
     [metrics] = [c for c in ctx.callbacks if isinstance(c, MetricsFile)]
     for step in (1, 2, 3):
-        state = SimpleNamespace(global_step=step, epoch=step / 3, is_world_process_zero=True)
+        state = SimpleNamespace(global_step=step, epoch=step / 3, max_steps=3, is_world_process_zero=True)
         metrics.on_log(None, state, None, logs={"loss": 1.0 / step, "wobble/amplitude": 0.1 * step})
     return StageResult(lineage=Lineage(ctx.input.base, list(ctx.input.adapters)))
 

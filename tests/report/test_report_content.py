@@ -112,3 +112,13 @@ def test_stage_outcomes_of_the_latest_run_in_words(fake_run: Path) -> None:
         "grpo": "not in the latest run (last: failed after 7 s, run of 2026-11-20 10:00:00 UTC)",
     }
     assert "latest run started 2026-11-22 08:00:00 UTC" in md
+
+
+def test_an_sft_example_shows_the_tokens_its_loss_learned(fake_run: Path) -> None:
+    write_report(fake_run)
+    page = (fake_run / "report.html").read_text()
+    curves = page.split("<section id='curves'>")[1].split("</section>")[0]
+    assert "<mark>Yes: 2 &lt; 3.&lt;|im_end|&gt;</mark>" in curves  # learned: highlighted, escaped
+    assert "user\nIs 2 &lt; 3?" in curves and "<mark>&lt;|im_start|&gt;user" not in curves
+    assert "6 of 14 tokens learned" in curves
+    assert "⟦Yes: 2 < 3.<|im_end|>⟧" in (fake_run / "report.md").read_text()

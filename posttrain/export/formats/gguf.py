@@ -85,6 +85,12 @@ def write(job: ExportJob) -> None:
         # mixture-of-experts layer's fused expert weights: the merged files above hold those changes.
         files["adapter_skipped"] = ("the adapter holds LoRA on fused expert weights (PEFT target_parameters), which "
                                     "llama.cpp's convert_lora_to_gguf.py does not take; the model files are merged")
+    elif adapter_config.get("trainable_token_indices"):
+        # llama.cpp's LoRA converter takes LoRA matrices only; the trained rows of the added tokens live in the
+        # merged files (whose vocabulary has them), so no base + adapter pair is written.
+        files["adapter_skipped"] = ("the adapter trains the embedding rows of the tokens model.chat_template added, "
+                                    "which llama.cpp's convert_lora_to_gguf.py does not take; the model files are "
+                                    "merged")
     elif "peft" in job.paths:
         base = Path(job.lineage.base)
         files["base"] = "base-f16.gguf"

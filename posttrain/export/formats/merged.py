@@ -9,15 +9,20 @@ from posttrain.export.job import ExportJob
 
 
 def write(job: ExportJob) -> None:
+    folder = job.folder(FORMAT.name)
+    save_merged(job, folder)
+    job.paths[FORMAT.name] = str(folder)
+
+
+def save_merged(job: ExportJob, folder: Path) -> None:
+    """The lineage merged, with its generation config (the end-of-turn eos) and tokenizer, saved in `folder`."""
     from posttrain.models.lineage import materialize
 
-    folder = job.folder(FORMAT.name)
     model = materialize(job.lineage, dtype=job.model.dtype, trust_remote_code=job.model.trust_remote_code,
                         purpose="export")
     model.save_pretrained(folder, safe_serialization=True)
     model.generation_config.save_pretrained(folder)
     job.tokenizer.save_pretrained(folder)
-    job.paths[FORMAT.name] = str(folder)
 
 
 def load(job: ExportJob, folder: Path) -> str:

@@ -15,8 +15,8 @@ def check(job: ExportJob) -> None:
     """Raise UserError with every vLLM rule the stage's (cumulative) adapter breaks; writes nothing."""
     from posttrain.models.lineage import ADAPTER_CONFIG
 
-    if not job.lineage.adapters:
-        return
+    if not job.lineage.adapters or trains_tokens(job):
+        return  # served as a merged model (`write`): no LoRA rules apply
     configs = [json.loads((Path(a) / ADAPTER_CONFIG).read_text()) for a in job.lineage.adapters]
     total = sum(adapter_rank(c) for c in configs)  # the cumulative adapter stacks every stage's rank
     problems: list[str] = []
@@ -28,11 +28,27 @@ def check(job: ExportJob) -> None:
         raise UserError(f"vLLM cannot serve the adapter of stage {job.stage_name!r} (rank {total}):", problems)
 
 
+def trains_tokens(job: ExportJob) -> bool:
+    """Whether the stage's adapters train embedding rows (the tokens `model.chat_template` added)."""
+    from posttrain.models.lineage import ADAPTER_CONFIG
+
+    return any(json.loads((Path(a) / ADAPTER_CONFIG).read_text()).get("trainable_token_indices")
+               for a in job.lineage.adapters)
+
+
 def write(job: ExportJob) -> None:
     adapter = Path(job.paths["peft"]) if "peft" in job.paths else None  # a whole model has none: served alone
+    base = job.lineage.base
     folder = job.folder(FORMAT.name)
+    if adapter is not None and trains_tokens(job):
+        # vLLM's LoRA no longer loads extra vocabulary or trained embedding rows, so an adapter that trained the
+        # chat template's added tokens is served merged: one model folder here, no --enable-lora.
+        from posttrain.export.formats.merged import save_merged
+
+        adapter, base = None, str(folder / "model")
+        save_merged(job, Path(base))
     manifest = write_vllm_manifest(
-        folder, base_path=job.lineage.base, architecture=job.architecture(), name=job.engine_name, adapter_dir=adapter,
+        folder, base_path=base, architecture=job.architecture(), name=job.engine_name, adapter_dir=adapter,
     )
     job.paths[FORMAT.name] = str(folder)
     job.serving[FORMAT.name] = vllm_readme(manifest)
