@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vllm", action="store_true", help="GPU: configuration a uses TRL's vLLM colocate mode")
     parser.add_argument("--json", help="also write the table's rows to this file (scripts/gpu_check.sh reads it)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the configurations in this process, not one child each (dry runs: fewer starts, "
+                             "but the configurations share the process's memory peak and warm caches)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run this one configuration
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -102,7 +105,11 @@ def run_in_child(name: str, round_: int, workdir: Path, opts: argparse.Namespace
     args = sys.argv[1:] if argv is None else argv
     cmd = [sys.executable, __file__, *args, "--child", name, "--workdir", str(workdir)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if opts.in_process:
+        run_child(argparse.Namespace(**{**vars(opts), "child": name, "workdir": str(workdir)}))
+        proc = subprocess.CompletedProcess(cmd, 0, "")
+    else:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     child_json = workdir / f"{safe(name)}.json"
     if proc.returncode != 0 or not child_json.exists():
         print(proc.stdout[-3000:], file=sys.stderr)
@@ -143,6 +150,10 @@ def word_problems() -> list[dict[str, Any]]:
     return [row for row in rows if row.get("answer") is not None]
 
 
+_ORIGINAL_METHODS: dict[str, Any] = {}
+"""GRPOTrainer's methods before any PhaseTimer wrapped them."""
+
+
 class PhaseTimer:
     """Wall-clock seconds spent in GRPOTrainer's own methods, per optimizer step.
 
@@ -155,12 +166,14 @@ class PhaseTimer:
         self._in_prepare = False
 
     def install(self) -> None:
+        """Wrap the methods; a later install (the next configuration of an --in-process run) replaces the timer."""
         from trl import GRPOTrainer
 
         for method, phase in (("_generate", "generate"), ("_calculate_rewards", "rewards"),
                               ("_prepare_inputs", "prepare"), ("training_step", "train_step"),
                               ("_get_per_token_logps_and_entropies", "logps")):
-            setattr(GRPOTrainer, method, self._timed(getattr(GRPOTrainer, method), phase))
+            original = _ORIGINAL_METHODS.setdefault(method, getattr(GRPOTrainer, method))
+            setattr(GRPOTrainer, method, self._timed(original, phase))
 
     def _timed(self, fn: Any, phase: str) -> Any:
         @functools.wraps(fn)

@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the table's rows to this file (scripts/gpu_check.sh reads it)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the configurations in this process, not one child each (dry runs: fewer starts, "
+                             "but the configurations share the process's memory peak and warm caches)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run this one configuration
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -94,7 +97,11 @@ def run_in_child(name: str, round_: int, workdir: Path, opts: argparse.Namespace
     env = {**os.environ, "OMP_NUM_THREADS": str(opts.threads), "MKL_NUM_THREADS": str(opts.threads)}
     cmd = [sys.executable, __file__, *sys.argv[1:], "--child", name, "--workdir", str(workdir)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if opts.in_process:
+        run_child(argparse.Namespace(**{**vars(opts), "child": name, "workdir": str(workdir)}))
+        proc = subprocess.CompletedProcess(cmd, 0, "")
+    else:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     child_json = workdir / f"{name}.json"
     if proc.returncode != 0 or not child_json.exists():
         print(proc.stdout[-3000:], file=sys.stderr)

@@ -8,8 +8,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # Random-init models of real shapes for GPU runs (hidden, MLP, layers, heads, kv heads, vocab).
 SHAPES: dict[str, dict[str, Any]] = {
     # For dry runs of the GPU checks on a CPU (scripts/gpu_check.sh --dry-run): seconds per step.
@@ -39,6 +37,7 @@ def embedded_model_path() -> str:
 
 def random_model_dir(shape: str, out: Path, tokenizer_path: str) -> str:
     """Save a random-init model of `shape` (bf16, like real checkpoints) with the embedded model's tokenizer."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     settings = dict(SHAPES[shape])
@@ -88,6 +87,8 @@ def synthetic_chats(count: int, mean_tokens: int, max_tokens: int, seed: int = 0
 
 def sync() -> None:
     """Wait for the GPU's queued work, so wall-clock timers measure it; nothing on a CPU."""
+    import torch  # here, so the summary table (scripts/gpu_check.sh) starts without it
+
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
