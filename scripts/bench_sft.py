@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the table's rows to this file (scripts/gpu_check.sh reads it)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the configurations in this process, not one child each (dry runs: fewer starts, "
+                             "but the configurations share the process's memory peak and warm caches)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run this one configuration
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -82,7 +86,9 @@ def main() -> None:
     for round_ in range(opts.rounds):
         for name in names:
             runs[name].append(run_in_child(name, round_, workdir, opts))
-    print_table(opts, runs, load_before)
+    rows = print_table(opts, runs, load_before)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(rows, indent=1))
 
 
 def run_in_child(name: str, round_: int, workdir: Path, opts: argparse.Namespace) -> dict:
@@ -91,7 +97,11 @@ def run_in_child(name: str, round_: int, workdir: Path, opts: argparse.Namespace
     env = {**os.environ, "OMP_NUM_THREADS": str(opts.threads), "MKL_NUM_THREADS": str(opts.threads)}
     cmd = [sys.executable, __file__, *sys.argv[1:], "--child", name, "--workdir", str(workdir)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if opts.in_process:
+        run_child(argparse.Namespace(**{**vars(opts), "child": name, "workdir": str(workdir)}))
+        proc = subprocess.CompletedProcess(cmd, 0, "")
+    else:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     child_json = workdir / f"{name}.json"
     if proc.returncode != 0 or not child_json.exists():
         print(proc.stdout[-3000:], file=sys.stderr)
@@ -231,7 +241,8 @@ def speed(record: dict, warmup: int, clock: str = "times") -> float:
     return sum(record["tokens"][warmup:warmup + len(timed)]) / sum(timed) if timed else float("nan")
 
 
-def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_before: str) -> None:
+def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_before: str) -> list[dict]:
+    rows: list[dict] = []
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else f"CPU, {opts.threads} threads per run"
     peak = next((v for k, v in benchlib.GPU_BF16_PEAK.items() if gpu and k in device), None)
@@ -262,12 +273,15 @@ def print_table(opts: argparse.Namespace, runs: dict[str, list[dict]], load_befo
         first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
         spread = f"  {min(speeds):.0f}-{max(speeds):.0f}"
         per_cpu[name] = statistics.median(speed(r, opts.warmup, "cpu_times") for r in good)
+        rows.append({"check": "sft", "config": label, "tokens_per_s": medians[name],
+                     "mfu": 4 * frozen * medians[name] / peak if peak else None, "peak_mb": peak_mb})
         print(f"{label:<{width}}{medians[name]:>11.0f}{spread:<14}{per_cpu[name]:>10.1f}{step_s:>7.2f}{peak_mb:>9.0f}{mfu:>7}"
               f"{f'{first:.3f}→{last:.3f}':>18}  {good[0]['setup']}")
     for other in ("a", "b"):
         if "c" in medians and other in medians:
             print(f"c/{other} = {medians['c'] / medians[other]:.2f}x in real tok/s, "
                   f"{per_cpu['c'] / per_cpu[other]:.2f}x in real tok/CPU-s (medians of {opts.rounds} alternating rounds)")
+    return rows
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # Random-init models of real shapes for GPU runs (hidden, MLP, layers, heads, kv heads, vocab).
 SHAPES: dict[str, dict[str, Any]] = {
+    # For dry runs of the GPU checks on a CPU (scripts/gpu_check.sh --dry-run): seconds per step.
+    "tiny": dict(
+        model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True, max_position_embeddings=2048,
+    ),
     "qwen2.5-0.5b": dict(
         model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
@@ -34,6 +37,7 @@ def embedded_model_path() -> str:
 
 def random_model_dir(shape: str, out: Path, tokenizer_path: str) -> str:
     """Save a random-init model of `shape` (bf16, like real checkpoints) with the embedded model's tokenizer."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     settings = dict(SHAPES[shape])
@@ -81,6 +85,24 @@ def synthetic_chats(count: int, mean_tokens: int, max_tokens: int, seed: int = 0
     return chats
 
 
+def sync() -> None:
+    """Wait for the GPU's queued work, so wall-clock timers measure it; nothing on a CPU."""
+    import torch  # here, so the summary table (scripts/gpu_check.sh) starts without it
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def machine_load() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def summary_table(paths: list[str]) -> str:
+    """One table of the rows the benches wrote with `--json`: check, configuration, tokens/s, MFU, peak memory."""
+    rows = [row for path in paths for row in json.loads(Path(path).read_text())]
+    lines = [f"{'check':<6}{'configuration':<28}{'tokens/s':>10}{'MFU':>8}{'peak MB':>10}", "-" * 62]
+    for row in rows:
+        mfu = f"{row['mfu']:.1%}" if row.get("mfu") is not None else "—"
+        lines.append(f"{row['check']:<6}{row['config']:<28}{row['tokens_per_s']:>10.0f}{mfu:>8}{row['peak_mb']:>10.0f}")
+    return "\n".join(lines)

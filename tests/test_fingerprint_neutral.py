@@ -22,6 +22,17 @@ def test_lora_experts_at_its_default_is_not_part_of_the_identity() -> None:
     assert fp[0] == fingerprint(dumped, "in", "data", 1)
 
 
+def test_grpo_rollouts_at_its_default_is_not_part_of_the_identity() -> None:
+    from posttrain.stages.grpo import GRPOStage, Rollouts
+
+    spec = dict(name="grpo", type="grpo", data="prompts", rewards=[{"fn": "rewards.math:exact_number"}])
+    default, same, changed = (GRPOStage(**spec), GRPOStage(**spec, rollouts=Rollouts()),
+                              GRPOStage(**spec, rollouts=Rollouts(engine="hf")))
+    fp = [stage_fingerprint(s, "in", "data", 1) for s in (default, same, changed)]
+    assert fp[0] == fp[1] != fp[2]
+    assert "rollouts" not in default.model_dump(mode="json") or fp[0] == stage_fingerprint(same, "in", "data", 1)
+
+
 def test_model_chat_template_left_unset_keeps_every_shipped_recipes_base_fingerprint(tmp_path) -> None:
     """Base fingerprints (which every stage fingerprint chains from) are what they were before the field."""
     from pathlib import Path

@@ -61,6 +61,7 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         MetricsFile,
         NonFiniteLossGuard,
         PreemptionCheckpoint,
+        ResumedEpochShuffle,
     )
     from posttrain.training.preflight import preflight_for
 
@@ -76,7 +77,7 @@ def stage_context(job: StageJob, *, rank: int) -> tuple[StageContext, StageCommo
         console=Console(stderr=True, quiet=rank != 0, highlight=False),
         resume_from=Path(job.resume_from) if job.resume_from else None, base_dir=base_dir,
         input_name=job.input_name, earlier={k: Lineage.from_dict(v) for k, v in job.earlier.items()},
-        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint(),
+        callbacks=[MetricsFile(stage_dir / RunDir.METRICS), NonFiniteLossGuard(), PreemptionCheckpoint(), ResumedEpochShuffle(),
                    Heartbeat(launch_dir(stage_dir), rank), CheckpointFailpoint(),
                    preflight_for(spec.name, spec, STAGES[spec.type].data_kinds)],
     )

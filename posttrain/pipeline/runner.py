@@ -46,6 +46,7 @@ from posttrain.training.callbacks import (
     MetricsFile,
     NonFiniteLossGuard,
     PreemptionCheckpoint,
+    ResumedEpochShuffle,
     keep_metrics_through,
 )
 from posttrain.training.preflight import preflight_for
@@ -247,7 +248,7 @@ def _context(
         earlier={name: o.lineage for name, o in outcomes.items()},
         callbacks=[
             MetricsFile(run.metrics_file(stage.name)), NonFiniteLossGuard(), CheckpointFailpoint(),
-            PreemptionCheckpoint(), preflight_for(stage.name, stage.spec, stage.stage_type.data_kinds),
+            PreemptionCheckpoint(), ResumedEpochShuffle(), preflight_for(stage.name, stage.spec, stage.stage_type.data_kinds),
             TrainingProgress(console, stage.name),
         ],
     )

@@ -102,10 +102,14 @@ class Server:
             return json.loads(response.read())
 
     def post_json(self, path: str, body: dict, timeout: float = 600) -> dict:
+        return json.loads(self.post(path, body, timeout))
+
+    def post(self, path: str, body: dict, timeout: float = 600) -> str:
+        """POST `body` as JSON; the answer's text (some endpoints, vLLM's adapter loading, answer plain text)."""
         request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            return response.read().decode("utf-8", errors="replace")
 
     def _sample(self, every: float) -> None:
         while not self._stop_sampling.wait(every):

@@ -16,9 +16,22 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from posttrain.errors import UserError
+from posttrain.fingerprint import NEUTRAL_AT_DEFAULT
 from posttrain.stagekit import HeldOutObjective, Panel, StageContext, StageResult, StageType
 from posttrain.stagekit.objective import held_out_rows, input_model
-from posttrain.stagekit.specs import RewardSpec, StageCommon
+from posttrain.stagekit.specs import RewardSpec, StageCommon, Strict
+
+
+class Rollouts(Strict):
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto",
+        description="Where GRPO's completions come from. auto: a LoRA policy generates from a copy of its base with "
+        "the adapter merged in, synced every step (one matmul per layer instead of three; the loss still uses the "
+        "trainer's own weights); otherwise, and with `hf`, TRL's generate on the training model itself. vllm: a "
+        "vLLM server (the engine's own virtualenv, `make engines`) serves the input model and reloads the LoRA "
+        "adapter every step; TRL's importance-sampling correction (vllm_importance_sampling_*) weighs its samples.",
+    )
+    max_model_len: PositiveInt = Field(2048, description="vllm: longest prompt + completion the server accepts.")
 
 
 class GRPOStage(StageCommon):
@@ -29,19 +42,24 @@ class GRPOStage(StageCommon):
     beta: float = Field(0.0, ge=0.0, description="KL coefficient toward the input model (0: no reference).")
     loss_type: str | None = Field(None, description="TRL GRPO loss type (grpo, dr_grpo, dapo, bnpo, ...).")
     temperature: PositiveFloat = Field(1.0, description="Sampling temperature during training.")
+    rollouts: Rollouts = Field(
+        default_factory=Rollouts, description="How rollouts are generated.", json_schema_extra=NEUTRAL_AT_DEFAULT
+    )
     use_vllm: bool | Literal["auto"] = Field(
         "auto", description="Generate with vLLM (auto: when installed and a GPU is present), else HF generate."
     )
 
 
 def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from data_prep import read_rows
     from posttrain.training.arguments import common_arguments
+    from posttrain.training.grpo_trainer import PosttrainGRPOTrainer
     from posttrain.training.lora import lora_config
     from posttrain.training.outputs import train_and_save
     from posttrain.training.scoring import check_columns, load_rewards
+    from posttrain.training.vllm_rollouts import engine_rollouts
 
     rows = read_rows(ctx.dataset(spec.data).train_path)
     if not rows:
@@ -61,8 +79,10 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
         )
     vllm = wants_vllm(spec.use_vllm)
     extra: dict[str, Any] = {"loss_type": spec.loss_type} if spec.loss_type else {}
+    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
     if vllm:
-        extra.update(vllm_mode="colocate")
+        share = colocated_engine_share(ctx, spec, model, rows, per_device * steps_per_generation)
+        extra.update(vllm_mode="colocate", vllm_gpu_memory_utilization=share)
     config = GRPOConfig(
         **{**common_arguments(ctx, spec.train, trains_adapter=not spec.full_finetune), "per_device_train_batch_size": per_device},
         steps_per_generation=steps_per_generation,
@@ -75,17 +95,20 @@ def run(ctx: StageContext, spec: GRPOStage) -> StageResult:
         log_completions=False,
         **extra,
     )
-    model = ctx.load_input_model(trains_adapter=not spec.full_finetune)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=[r.fn for r in rewards],
-        args=config,
-        train_dataset=prompt_dataset(rows),
-        processing_class=ctx.tokenizer,
-        peft_config=None if spec.full_finetune else lora_config(spec.lora, model),
-        callbacks=ctx.callbacks,
-    )
-    return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
+    with engine_rollouts(ctx, spec.rollouts.engine, rank=spec.lora.r, max_model_len=spec.rollouts.max_model_len,
+                         full_finetune=spec.full_finetune) as engine:
+        trainer = PosttrainGRPOTrainer(
+            model=model,
+            rollout_engine=spec.rollouts.engine,
+            vllm_rollouts=engine,
+            reward_funcs=[r.fn for r in rewards],
+            args=config,
+            train_dataset=prompt_dataset(rows),
+            processing_class=ctx.tokenizer,
+            peft_config=None if spec.full_finetune else lora_config(spec.lora, model),
+            callbacks=ctx.callbacks,
+        )
+        return train_and_save(ctx, trainer, full_finetune=spec.full_finetune)
 
 
 def batch_layout(batch_size: int, grad_accum: int, num_generations: int, *, processes: int = 1) -> tuple[int, int]:
@@ -115,6 +138,33 @@ def batch_layout(batch_size: int, grad_accum: int, num_generations: int, *, proc
     per_step = batch_size * grad_accum * processes
     steps = num_generations // math.gcd(per_step, num_generations)
     return batch_size, grad_accum * steps
+
+
+def colocated_engine_share(ctx: StageContext, spec: GRPOStage, model: Any, rows: list[dict], generation_batch: int) -> float:
+    """vLLM's share of this GPU for a colocated engine, from the model, batch and lengths (engine_memory.py);
+    a UserError before any loading when trainer and engine cannot both fit."""
+    import torch
+
+    from posttrain.training.engine_memory import ModelShape, colocated_split_or_error, plan_split
+
+    def prompt_tokens(prompt: Any) -> int:
+        text = prompt if isinstance(prompt, str) else ctx.tokenizer.apply_chat_template(
+            prompt, tokenize=False, add_generation_prompt=True)
+        return len(ctx.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    shape = ModelShape.from_config(model.config, sum(p.numel() for p in model.parameters()))
+    # A LoRA on every linear: about 7 matrices per layer of (hidden + out) × r, roughly 2 × hidden × r each.
+    trainable = shape.params if spec.full_finetune else 2 * 7 * shape.layers * shape.hidden * spec.lora.r
+    split = plan_split(
+        shape, total_bytes=torch.cuda.get_device_properties(0).total_memory, train_rows=spec.train.batch_size,
+        prompt_tokens=max(prompt_tokens(row["prompt"]) for row in rows[:2000]),
+        completion_tokens=spec.max_completion_length, generation_sequences=generation_batch, trainable=trainable,
+        lora_rank=0 if spec.full_finetune else spec.lora.r, gradient_checkpointing=spec.train.gradient_checkpointing,
+        dtype_bytes=next(model.parameters()).element_size(),
+    )
+    ctx.console.print(f"grpo: colocated vLLM gets {split.engine_fraction:.0%} of the GPU "
+                      f"(engine ≈ {split.engine / 2**30:.1f} GiB, trainer ≈ {split.trainer / 2**30:.1f} GiB)")
+    return colocated_split_or_error(split, stage=spec.name)
 
 
 def wants_vllm(setting: bool | str) -> bool:

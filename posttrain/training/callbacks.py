@@ -1,4 +1,4 @@
-"""Trainer callbacks the pipeline attaches to every stage: a metrics file and a NaN guard."""
+"""Trainer callbacks the pipeline attaches to every stage: a metrics file, a NaN guard, preemption, resume order."""
 
 from __future__ import annotations
 
@@ -37,6 +37,38 @@ class CheckpointFailpoint(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         failpoint(f"step{state.global_step}")
+
+
+class ResumedEpochShuffle(TrainerCallback):
+    """A stage resumed mid-epoch on several processes shuffles that epoch as the uninterrupted run did.
+
+    The trainer tells the sampler its epoch through accelerate's `DataLoaderShard.set_epoch`, which does not
+    reach it through the `SkipBatchSampler(BatchSamplerShard(...))` built to skip a resumed epoch's first
+    batches (transformers 5.25, accelerate 1.16): the resumed epoch was shuffled as epoch 0 and a launched
+    run preempted after its first epoch ended with other weights. Every epoch start sets it here; the
+    trainer's own call still wins wherever it lands.
+    """
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)  # a resumed state holds e.g. 1.25 within epoch 1
+        for sampler in _epoch_samplers(kwargs.get("train_dataloader")):
+            sampler.set_epoch(epoch)
+
+
+def _epoch_samplers(loader: Any) -> list[Any]:
+    """The index samplers under a (wrapped) dataloader that shuffle by epoch."""
+    from torch.utils.data import BatchSampler, Sampler
+
+    found, seen, todo = [], set(), [loader]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Sampler) and not isinstance(item, BatchSampler) and hasattr(item, "set_epoch"):
+            found.append(item)
+        todo += [getattr(item, name, None) for name in ("batch_sampler", "sampler", "base_dataloader")]
+    return found
 
 
 def keep_metrics_through(path: Path, step: int) -> None:

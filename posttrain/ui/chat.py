@@ -204,18 +204,18 @@ class GgufModel:
         files = gguf_quants(run, stage)
         if quant not in files:
             raise UserError(f"{run.root.name}/{stage} has no exported GGUF {quant!r}")
-        self.template = self._template(files[quant].parent)
+        self.template = self._template(files[quant])
         self.stack = contextlib.ExitStack()
         command = llama_cpp_command(engine_python("llama.cpp"), files[quant])
         self.server = self.stack.enter_context(served(command, log=files[quant].parent / f"ui-server-{quant}.log",
                                                       env=engine_env(), ready_timeout=120))
 
     @staticmethod
-    def _template(folder: Path) -> str:
-        try:
-            return str(json.loads((folder / "files.json").read_text(encoding="utf-8")).get("chat_template") or "")
-        except (OSError, ValueError):
-            return ""
+    def _template(path: Path) -> str:
+        """The chat template the GGUF file carries (what llama.cpp renders with), read from its header."""
+        from posttrain.export.llama_cpp import describe
+
+        return describe(path).chat_template or "(none in the GGUF: llama.cpp falls back to its own default)"
 
     def describe(self, messages: list[dict[str, str]]) -> dict[str, str]:
         return {"engine": "llama.cpp", "template": self.template, "prompt": "(rendered by llama.cpp from the GGUF's template)"}

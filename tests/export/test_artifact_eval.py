@@ -147,6 +147,26 @@ def test_f16_greedy_tokens_equal_transformers(scored_run: Path) -> None:
     assert not _servers_alive()
 
 
+def test_ui_chat_with_the_gguf_streams_the_stages_greedy_reply(scored_run: Path) -> None:
+    """`posttrain ui`'s chat: the exported f16 GGUF, served by llama.cpp, streams the reply transformers gives."""
+    from posttrain.ui.chat import ModelPool, Settings
+
+    pool = ModelPool(scored_run.parent)
+    messages = [{"role": "user", "content": "What is 12 + 7?"}]
+    settings = Settings(max_new_tokens=8)
+    try:
+        gguf = pool.get("tiny/sft@gguf:f16")
+        assert gguf.describe(messages)["engine"] == "llama.cpp" and "{%" in gguf.describe(messages)["template"]
+        gguf_pieces = list(gguf.stream(messages, settings))
+        local_reply = "".join(pool.get("tiny/sft").stream(messages, settings))
+        assert len(gguf_pieces) > 1  # streamed, not one block
+        assert "".join(gguf_pieces) == local_reply and local_reply
+        assert sorted(pool.loaded()) == ["tiny/sft", "tiny/sft@gguf:f16"]
+    finally:
+        pool.close()
+    assert not _servers_alive()
+
+
 def test_missing_export_is_a_user_error(scored_run: Path, capsys) -> None:
     from posttrain.cli import run_cli
 

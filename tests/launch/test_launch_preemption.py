@@ -1,5 +1,8 @@
 """A launched stage (2 processes) preempted by a SIGTERM to the orchestrator: the workers agree on one step,
-checkpoint it, the command exits 75, and the rerun ends with the weights of an uninterrupted launched run."""
+checkpoint it, the command exits 75, and the rerun ends with the weights of an uninterrupted launched run.
+
+Four steps make an epoch here; the signal comes after step 5, so the rerun resumes in the middle of a later epoch,
+where it must skip that epoch's first batches in that epoch's own shuffled order (`ResumedEpochShuffle`)."""
 
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def test_sigterm_to_the_orchestrator_checkpoints_every_rank_at_one_step(tmp_path
     process = start(recipe, runs)
     metrics = runs / "pre" / "sft" / "metrics.jsonl"
     deadline = time.monotonic() + 300
-    while logged_step(metrics) < 3 and process.poll() is None and time.monotonic() < deadline:
+    while logged_step(metrics) < 5 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the stage finished before it could be preempted"
     process.send_signal(signal.SIGTERM)  # the orchestrator only: it forwards to its workers
@@ -72,7 +75,7 @@ def test_sigterm_to_the_orchestrator_checkpoints_every_rank_at_one_step(tmp_path
     assert process.returncode == 75, err[-3000:]
     assert "preempted" in err and "Traceback" not in err
     (checkpoint,) = [p for p in (runs / "pre" / "sft").rglob("checkpoint-*") if p.is_dir()]
-    assert 3 <= int(checkpoint.name.split("-")[1]) < STEPS
+    assert 5 <= int(checkpoint.name.split("-")[1]) < STEPS
 
     rerun = start(recipe, runs)
     out, err = rerun.communicate(timeout=600)
