@@ -43,19 +43,19 @@ def render(results: dict[str, Any]) -> str:
             lines.append(f"| {FAMILY_NAMES.get(family, family)} | " + " | ".join([f"✗ ({len(notes)})"] * len(columns))
                          + " |")
             continue
-        not_run = result.get("not_run", {})  # column -> why the matrix leaves it out in CI (claims nothing)
+        not_run = result.get("not_run", {})  # column -> why the matrix leaves it out (claims nothing)
         cells = []
         for stage in STAGES:
             if stage in not_run:
                 notes.append(f"{FAMILY_NAMES.get(family, family)} {STAGES[stage]}: {not_run[stage]}")
-                cells.append(f"not run in CI ({len(notes)})")
+                cells.append(f"not tested ({len(notes)})")
             else:
                 cells.append(_stage_cell(result["stages"].get(stage), refused.get(stage)))
         for fmt in FORMATS:
             why = refused.get(fmt) or (refused.get("gguf") if fmt == "ollama" else None)
             if fmt in not_run:
                 notes.append(f"{FAMILY_NAMES.get(family, family)} {fmt}: {not_run[fmt]}")
-                cells.append(f"not run in CI ({len(notes)})")
+                cells.append(f"not tested ({len(notes)})")
             elif why:
                 notes.append(f"{FAMILY_NAMES.get(family, family)} {fmt}: {why.strip()}")
                 cells.append(f"refused ({len(notes)})")
