@@ -110,10 +110,16 @@ def _meta_model(config: dict[str, Any]) -> Any:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from transformers.utils import logging as hf_logging
+
     fields = {k: v for k, v in config.items() if k != "model_type"}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # building it logs its generation config at info, which `validate` would print
     try:
         model_config = AutoConfig.for_model(config.get("model_type", ""), **fields)
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(model_config)
     except (ValueError, KeyError, TypeError, ImportError):
         return None
+    finally:
+        hf_logging.set_verbosity(verbosity)

@@ -124,7 +124,13 @@ def test_validate_takes_gguf_for_a_supported_base_and_says_nothing_without_it(
     with pytest.raises(RecipeError) as caught:
         load_recipe(_recipe(tmp_path, tiny_model_dir, "gguf"))
     assert any("export.formats" in p and "make engines" in p for p in caught.value.problems), caught.value.problems
-    assert load_recipe(_recipe(tmp_path, tiny_model_dir, "peft, vllm")).recipe.export.formats == ["peft", "vllm"]
+    assert load_recipe(_recipe(tmp_path, tiny_model_dir, "peft, merged")).recipe.export.formats == ["peft", "merged"]
+    # the vllm export is checked against vLLM's own registry (recipe/family_checks.py): without the engine, it
+    # is refused here too rather than after training
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(_recipe(tmp_path, tiny_model_dir, "peft, vllm"))
+    (problem,) = caught.value.problems
+    assert "export.formats" in problem and "vLLM's own model registry" in problem, problem
 
 
 def test_validate_refuses_gguf_for_a_gemma2_whose_query_scaling_llama_cpp_ignores(gguf_tools, tmp_path: Path) -> None:
