@@ -109,7 +109,6 @@ def _meta_model(config: dict[str, Any]) -> Any:
     """The model of `config` on the meta device; None where transformers cannot build it from the config."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     fields = {k: v for k, v in config.items() if k != "model_type"}
