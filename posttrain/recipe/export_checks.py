@@ -88,7 +88,7 @@ def base_config(model: Any, base_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         resolved = resolve_model(ref, base_dir=base_dir, convert=False)
-    except UserError:
+    except (UserError, OSError):  # OSError: a reference no file system takes (a name too long)
         return None  # the model check says what is wrong with the reference
     config: Path | None = None
     if resolved.source == "local":
@@ -98,9 +98,9 @@ def base_config(model: Any, base_dir: Path) -> dict[str, Any] | None:
 
         cached = try_to_load_from_cache(resolved.path, "config.json", revision=model.get("revision"))
         config = Path(cached) if isinstance(cached, str) else None
-    if config is None or not config.is_file():
-        return None
     try:
+        if config is None or not config.is_file():
+            return None
         loaded = json.loads(config.read_text())
     except (OSError, ValueError):
         return None

@@ -86,7 +86,7 @@ def _trains_adapter(stage: Any) -> bool:
     """A stage that trains a LoRA: its type's spec has a LoRA and it is not a full fine-tune (distill's default)."""
     from posttrain.stages import STAGES
 
-    if not isinstance(stage, dict) or stage.get("type") not in STAGES:
+    if not isinstance(stage, dict) or not isinstance(stage.get("type"), str) or stage["type"] not in STAGES:
         return False
     fields = STAGES[stage["type"]].spec.model_fields
     if "lora" not in fields:
