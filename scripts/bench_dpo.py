@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else "CPU"
     peak_flops = next((v for k, v in benchlib.GPU_BF16_PEAK.items() if gpu and k in device), None)
-    peak = torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = benchlib.peak_memory_bytes()
     row = {"check": "dpo", "config": "posttrain dpo stage", "tokens_per_s": tokens_s,
            "mfu": 6 * record.get("frozen", 0) * tokens_s / peak_flops if peak_flops else None,
            "peak_mb": peak / 2**20, "seconds_per_step": sum(timed) / len(timed) if timed else float("nan")}

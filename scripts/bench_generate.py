@@ -19,7 +19,6 @@ GPU:  PYTHONPATH=. HF_HUB_OFFLINE=1 python scripts/bench_generate.py --shape qwe
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -34,14 +33,12 @@ import benchlib
 
 @torch.no_grad()
 def generate(model: Any, batch: Any, new_tokens: int, pad_id: int) -> tuple[torch.Tensor, float]:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    benchlib.sync()
     start = time.perf_counter()
     out = model.generate(
         **batch, do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad_id
     )
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    benchlib.sync()
     return out[:, batch["input_ids"].shape[1]:], time.perf_counter() - start
 
 
@@ -81,7 +78,7 @@ def main() -> None:
             times[name].append(seconds)
 
     gpu = torch.cuda.is_available()
-    peak = torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = benchlib.peak_memory_bytes()
     print(f"\ndevice: {torch.cuda.get_device_name() if gpu else f'CPU, {torch.get_num_threads()} threads'} | "
           f"load average before {load_before}, after {benchlib.machine_load()}")
     print(f"batch {opts.batch_size}, {opts.new_tokens} new tokens per row, greedy, {opts.rounds} rounds "

@@ -32,7 +32,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -136,10 +135,7 @@ def run_child(opts: argparse.Namespace) -> None:
     timer.install()
     out = Path(tempfile.mkdtemp(prefix=f"run_{safe(opts.child)}_", dir=workdir))
     record["setup"] = train_config(opts.child, opts, model_path, word_problems(), step_timer(record, timer), out)
-    record["peak_bytes"] = (
-        torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
+    record["peak_bytes"] = benchlib.peak_memory_bytes()
     (workdir / f"{safe(opts.child)}.json").write_text(json.dumps(record))
 
 
@@ -182,12 +178,12 @@ class PhaseTimer:
                 return fn(*args, **kwargs)
             if phase == "prepare":
                 self._in_prepare = True
-            sync()
+            benchlib.sync()
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                sync()
+                benchlib.sync()
                 self.spent[phase] += time.perf_counter() - start
                 if phase == "prepare":
                     self._in_prepare = False
@@ -205,11 +201,6 @@ class PhaseTimer:
         return phases
 
 
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def step_timer(record: dict, timer: PhaseTimer) -> Any:
     from transformers import TrainerCallback
 
@@ -217,11 +208,11 @@ def step_timer(record: dict, timer: PhaseTimer) -> Any:
         """Times each optimizer step and its phases; reads the mean reward from TRL's per-step logs."""
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            sync()
+            benchlib.sync()
             self.start = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            sync()
+            benchlib.sync()
             seconds = time.perf_counter() - self.start
             record["times"].append(seconds)
             record["phases"].append(timer.take(seconds))

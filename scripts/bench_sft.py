@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -125,10 +124,7 @@ def run_child(opts: argparse.Namespace) -> None:
     record: dict[str, Any] = {"times": [], "cpu_times": [], "tokens": [], "losses": []}
     out = Path(tempfile.mkdtemp(prefix=f"run_{opts.child[0]}_", dir=workdir))
     record["setup"] = train_config(opts.child, opts, model_path, chats, step_timer(record), out)
-    record["peak_bytes"] = (
-        torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
+    record["peak_bytes"] = benchlib.peak_memory_bytes()
     (workdir / f"{opts.child}.json").write_text(json.dumps(record))
 
 
@@ -141,13 +137,11 @@ def step_timer(record: dict) -> Any:
         seen_tokens = 0.0
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            benchlib.sync()
             self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            benchlib.sync()
             record["times"].append(time.perf_counter() - self.start)
             record["cpu_times"].append(time.process_time() - self.cpu_start)
 

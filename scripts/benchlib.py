@@ -93,6 +93,17 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def peak_memory_bytes() -> int:
+    """This process's peak memory: the GPU's max_memory_allocated, or on a CPU the peak RSS (model loading included)."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def machine_load() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])

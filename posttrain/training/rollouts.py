@@ -32,9 +32,8 @@ _PEFT_PREFIX = "base_model.model."
 class MergedCopy:
     """A frozen copy of a PEFT model's base with its (single, active) LoRA merged in; `sync()` refreshes it."""
 
-    def __init__(self, peft_model: Any) -> None:
-        self.source = peft_model
-        self.layers = lora_linears(peft_model)
+    def __init__(self, peft_model: Any, layers: dict[str, Any] | None = None) -> None:
+        self.layers = lora_linears(peft_model) if layers is None else layers
         twin = copy.deepcopy(peft_model)
         self.model = twin.merge_and_unload().eval()
         self.model.requires_grad_(False)
@@ -84,9 +83,10 @@ def merged_copy_for(model: Any) -> MergedCopy | None:
     """A MergedCopy of `model` when it is a PEFT LoRA the copy can merge exactly, else None."""
     from peft import PeftModel
 
-    if not isinstance(model, PeftModel) or not lora_linears(model):
+    if not isinstance(model, PeftModel):
         return None
-    return MergedCopy(model)
+    layers = lora_linears(model)
+    return MergedCopy(model, layers) if layers else None
 
 
 @contextmanager

@@ -28,19 +28,17 @@ ADAPTER_NAME = "policy"
 
 def server_command(python: Path, model_dir: str, *, max_lora_rank: int, max_model_len: int, dtype: str) -> list[str]:
     """vLLM's OpenAI server for `model_dir` with room for one LoRA of up to `max_lora_rank`."""
+    from posttrain.errors import UserError
+    from posttrain.export.vllm import MAX_LORA_RANKS, max_lora_rank_for
+
+    slot = max_lora_rank_for(max_lora_rank)
+    if slot is None:
+        raise UserError(f"rollouts: {{engine: vllm}}: LoRA rank {max_lora_rank} is above vLLM's largest "
+                        f"--max-lora-rank ({MAX_LORA_RANKS[-1]}). Fix: a smaller lora.r, or engine: auto")
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-            "--enable-lora", "--max-loras", "1", "--max-lora-rank", str(lora_rank_slot(max_lora_rank)),
+            "--enable-lora", "--max-loras", "1", "--max-lora-rank", str(slot),
             "--max-model-len", str(max_model_len), "--dtype", dtype, "--seed", "0",
             "--host", HOST, "--port", PORT]
-
-
-def lora_rank_slot(rank: int) -> int:
-    """vLLM accepts only these max_lora_rank values; the smallest that holds `rank`.
-
-    >>> lora_rank_slot(16), lora_rank_slot(24), lora_rank_slot(4)
-    (16, 32, 8)
-    """
-    return next(slot for slot in (8, 16, 32, 64, 128, 256, 320, 512) if slot >= rank)
 
 
 @contextmanager
