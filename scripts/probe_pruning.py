@@ -1,11 +1,13 @@
-"""How much a depth-pruned student of a trained stage loses before any distillation: even vs influence layers.
+"""How much a pruned student of a trained stage loses before any distillation: even vs influence layers
+(depth), and fewer MLP neurons in every layer (width).
 
-    python scripts/probe_pruning.py runs/quickstart sft [--data chat] [--fractions 0.67 0.8]
+    python scripts/probe_pruning.py runs/quickstart sft [--data chat] [--fractions 0.67 0.8] [--mlp-fractions 0.57]
 
 Loads the stage's model (base + its adapters), measures each layer's influence on the first 32 training
 rows of the dataset (what `student: {select: influence}` does), and prints, per kept fraction and selection,
 the kept layers, the parameter count and the held-out answer loss (mean NLL per answer token on the
-dataset's eval split), next to the teacher's. Read-only: the run directory is not changed.
+dataset's eval split), next to the teacher's; then the same for each `--mlp-fractions` width
+(`student: {mlp_keep_fraction: ...}`, neurons chosen on the same rows). Read-only: the run directory is not changed.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ def main() -> None:
     parser.add_argument("stage")
     parser.add_argument("--data", default="chat", help="dataset name under the run's data/ folder")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.67, 0.8])
+    parser.add_argument("--mlp-fractions", type=float, nargs="*", default=[0.57], help="MLP widths to keep")
     args = parser.parse_args()
 
-    from posttrain.distill.prune import layer_influence, layers_to_keep, most_influential_layers, prune_layers
+    from posttrain.distill import prune
     from posttrain.models.lineage import materialize
     from posttrain.models.loading import load_tokenizer
     from posttrain.run_layout import RunDir
@@ -46,19 +49,29 @@ def main() -> None:
         per_row = token_loss(completion_logps(model, held_out, pad_id=tokenizer.pad_token_id))
         return sum(per_row.values) / sum(per_row.weights)
 
-    influence = layer_influence(teacher, list(batches(encoded("train.jsonl", 32), 8, tokenizer.pad_token_id)))
+    calibration = list(batches(encoded("train.jsonl", 32), 8, tokenizer.pad_token_id))
+    influence = prune.layer_influence(teacher, calibration)
     layers = len(influence)
     total = sum(p.numel() for p in teacher.parameters())
     print("layer influence:", " ".join(f"{v:.3f}" for v in influence))
     print(f"teacher: {layers} layers, {total / 1e6:.1f}M parameters, held-out answer loss {answer_loss(teacher):.3f}")
     for fraction in args.fractions:
         count = max(1, min(layers, round(fraction * layers)))
-        for select, keep in (("even", layers_to_keep(layers, keep_fraction=fraction)),
-                             ("influence", most_influential_layers(influence, count))):
-            student = prune_layers(teacher, keep)
+        for select, keep in (("even", prune.layers_to_keep(layers, keep_fraction=fraction)),
+                             ("influence", prune.most_influential_layers(influence, count))):
+            student = prune.prune_layers(teacher, keep)
             params = sum(p.numel() for p in student.parameters())
             print(f"keep {fraction:.2f} {select:9s} {len(keep)} layers {params / total:.1%} of parameters, "
                   f"held-out answer loss {answer_loss(student):.3f}  layers {keep}")
+    importance = prune.mlp_neuron_importance(teacher, calibration)
+    width = int(importance[0].numel())
+    for fraction in args.mlp_fractions:
+        student = prune.prune_layers(teacher, list(range(layers)))
+        kept = max(1, min(width, round(fraction * width)))
+        prune.prune_mlp_width(student, importance, kept)
+        params = sum(p.numel() for p in student.parameters())
+        print(f"mlp {fraction:.2f} width     {kept}/{width} neurons {params / total:.1%} of parameters, "
+              f"held-out answer loss {answer_loss(student):.3f}")
 
 
 if __name__ == "__main__":

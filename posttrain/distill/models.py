@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posttrain.distill.prune import layer_influence, layers_to_keep, most_influential_layers, prune_layers
+from posttrain.distill.prune import (
+    layer_influence,
+    layers_to_keep,
+    mlp_neuron_importance,
+    most_influential_layers,
+    prune_layers,
+    prune_mlp_width,
+)
 from posttrain.distill.student import model_vocab_size, shared_vocab_size, truncate_vocab
 from posttrain.models.loading import load_model, load_tokenizer, save_tokenizer
 from posttrain.models.resolve import resolve_model
@@ -54,19 +61,27 @@ def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
     """
     if student_spec.init == "prune":
         facts: dict[str, Any] = {}
+        num_layers = teacher.config.num_hidden_layers
         if getattr(student_spec, "select", "even") == "influence":
             influence = layer_influence(teacher, _calibration_batches(ctx, rows or []))
             count = max(1, min(len(influence), round(student_spec.keep_fraction * len(influence))))
             keep = most_influential_layers(influence, count)
             facts["layer_influence"] = [round(v, 5) for v in influence]
+        elif student_spec.keep_layers is None and student_spec.keep_fraction is None:
+            keep = list(range(num_layers))  # width pruning alone
         else:
             keep = layers_to_keep(
-                teacher.config.num_hidden_layers,
-                keep_layers=student_spec.keep_layers,
-                keep_fraction=student_spec.keep_fraction,
+                num_layers, keep_layers=student_spec.keep_layers, keep_fraction=student_spec.keep_fraction
             )
         # requires_grad_: a teacher rebuilt from a LoRA lineage comes out of PEFT's merge with frozen weights.
         student = prune_layers(teacher, keep).requires_grad_(True)
+        mlp_fraction = getattr(student_spec, "mlp_keep_fraction", None)
+        if mlp_fraction is not None:
+            importance = mlp_neuron_importance(student, _calibration_batches(ctx, rows or []))
+            width = int(importance[0].numel())
+            kept = max(1, min(width, round(mlp_fraction * width)))
+            prune_mlp_width(student, importance, kept)
+            facts["mlp_width"] = [width, kept]
         init_dir = ctx.stage_dir / "student_init"
         student.save_pretrained(init_dir, safe_serialization=True)
         save_tokenizer(ctx.tokenizer, init_dir, ctx.input.base, trust_remote_code=ctx.model_spec.trust_remote_code)

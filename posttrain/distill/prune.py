@@ -1,7 +1,11 @@
-"""Depth pruning (as in NVIDIA's Minitron): a student made of a subset of the teacher's layers.
+"""Depth and width pruning (as in NVIDIA's Minitron): a student made of a subset of the teacher's layers,
+and/or of each layer's MLP neurons.
 
-The student is an exact copy of the teacher's embeddings, head and kept
-decoder layers; distillation then repairs what the dropped layers did.
+The student is an exact copy of the teacher's embeddings, head, kept decoder
+layers and kept neurons; distillation then repairs what the dropped parts did.
+Measured on SmolLM2-135M after LoRA SFT (arithmetic answers' held-out loss,
+teacher 0.32): keeping 20 of 30 layers (74% of parameters) starts the student
+at 3.59; keeping every layer and 880 of 1536 MLP neurons (75%) at 1.02.
 """
 
 from __future__ import annotations
@@ -55,33 +59,40 @@ def layer_influence(model: Any, batches: list[dict[str, Any]]) -> list[float]:
 
     layers = decoder_layers(model)
     sums = [0.0] * len(layers)
-    count = 0
-    mask: Any = None
-    captured: dict[int, Any] = {}
+    state: dict[str, Any] = {}
 
     def hook(index: int) -> Any:
         def record(_module: Any, args: tuple, kwargs: dict, output: Any) -> None:
             before = args[0] if args else kwargs["hidden_states"]
             after = output[0] if isinstance(output, tuple) else output
             cos = torch.nn.functional.cosine_similarity(before.float(), after.float(), dim=-1)
-            captured[index] = (cos * mask).sum().item()
+            sums[index] += (cos * state["mask"]).sum().item()
         return record
 
-    handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                mask = batch["attention_mask"].to(torch.float32)
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                count += int(mask.sum().item())
-                for i in range(len(layers)):
-                    sums[i] += captured[i]
-    finally:
-        for handle in handles:
-            handle.remove()
+    count = _calibration_passes(model, layers, hook, batches, state, with_kwargs=True)
     if count == 0:
         raise UserError("cannot measure layer influence: the calibration rows hold no tokens")
     return [1.0 - total / count for total in sums]
+
+
+def _calibration_passes(model: Any, modules: Any, hook: Any, batches: list[dict[str, Any]], state: dict[str, Any],
+                        *, with_kwargs: bool = False) -> int:
+    """Run `batches` through `model` with `hook(i)` on `modules[i]`; `state["mask"]` is the batch's float mask
+    while it runs. Returns the number of real (unpadded) tokens."""
+    import torch
+
+    handles = [module.register_forward_hook(hook(i), with_kwargs=with_kwargs) for i, module in enumerate(modules)]
+    count = 0
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                state["mask"] = batch["attention_mask"].to(torch.float32)
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                count += int(state["mask"].sum().item())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return count
 
 
 def most_influential_layers(influence: list[float], count: int) -> list[int]:
@@ -136,3 +147,77 @@ def _prune_config(config: Any, keep: list[int], num_layers: int) -> None:
         if isinstance(value, list) and len(value) == num_layers and hasattr(config, key):
             setattr(config, key, [value[i] for i in keep])
     config.num_hidden_layers = len(keep)
+
+
+GATED_MLP = ("gate_proj", "up_proj", "down_proj")
+"""The projections of the gated MLP (Llama, Qwen, Mistral, Gemma, OLMo, Granite) that width pruning cuts."""
+
+
+def gated_mlps(model: Any) -> list[nn.Module]:
+    """Each decoder layer's MLP, when every one is a gated MLP of plain linears; else a UserError saying why."""
+    mlps = []
+    for index, layer in enumerate(decoder_layers(model)):
+        mlp = getattr(layer, "mlp", None)
+        plain = mlp is not None and all(isinstance(getattr(mlp, name, None), nn.Linear) for name in GATED_MLP)
+        if not plain or not hasattr(mlp, "act_fn"):
+            raise UserError(
+                f"cannot width-prune a {type(model).__name__}: layer {index}'s MLP is not a gated MLP of plain "
+                f"linears ({', '.join(GATED_MLP)}; fused or mixture-of-experts MLPs are not supported); "
+                "drop `student.mlp_keep_fraction` or prune its depth only"
+            )
+        mlps.append(mlp)
+    return mlps
+
+
+def mlp_neuron_importance(model: Any, batches: list[dict[str, Any]]) -> list[Any]:
+    """Per decoder layer, each MLP neuron's mean |act(gate·x) · (up·x)| over the real tokens of `batches`
+    (Minitron's activation-based importance): the neurons that write the least into `down_proj` matter least.
+
+    `batches`: dicts with `input_ids` and `attention_mask` tensors, as the model takes them.
+    """
+
+    mlps = gated_mlps(model)
+    sums: list[Any] = [None] * len(mlps)
+    state: dict[str, Any] = {}
+
+    def hook(index: int) -> Any:
+        def record(mlp: Any, args: tuple, _output: Any) -> None:
+            x = args[0]
+            activation = (mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)).abs().float()
+            total = (activation * state["mask"].unsqueeze(-1)).sum(dim=(0, 1))
+            sums[index] = total if sums[index] is None else sums[index] + total
+        return record
+
+    count = _calibration_passes(model, mlps, hook, batches, state)
+    if count == 0:
+        raise UserError("cannot measure MLP neuron importance: the calibration rows hold no tokens")
+    return [total / count for total in sums]
+
+
+def prune_mlp_width(model: Any, importance: list[Any], keep_count: int) -> None:
+    """Keep the `keep_count` most important neurons of every layer's MLP, in place, in their original order.
+    The kept neurons compute exactly what they did in the teacher; `config.intermediate_size` follows."""
+    import torch
+
+    mlps = gated_mlps(model)
+    width = mlps[0].gate_proj.out_features
+    if not 1 <= keep_count <= width:
+        raise UserError(f"cannot keep {keep_count} MLP neurons of {width}")
+    for mlp, scores in zip(mlps, importance, strict=True):
+        keep = torch.topk(scores, keep_count).indices.sort().values
+        mlp.gate_proj = _linear_subset(mlp.gate_proj, rows=keep)
+        mlp.up_proj = _linear_subset(mlp.up_proj, rows=keep)
+        mlp.down_proj = _linear_subset(mlp.down_proj, columns=keep)
+    model.config.intermediate_size = keep_count
+
+
+def _linear_subset(linear: nn.Linear, *, rows: Any = None, columns: Any = None) -> nn.Linear:
+    weight = linear.weight.detach()
+    weight = weight[rows] if rows is not None else weight[:, columns]
+    bias = linear.bias
+    smaller = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    smaller.weight.data.copy_(weight)
+    if bias is not None:
+        # A row cut keeps those outputs' biases; a column cut leaves every output, so its whole bias.
+        smaller.bias.data.copy_(bias.detach()[rows] if rows is not None else bias.detach())
+    return smaller

@@ -20,7 +20,8 @@ def check_family(document: Any, *, base_dir: Path) -> list[Problem]:
     if not isinstance(stages, list):
         return []
     adapters = {i: stage for i, stage in enumerate(stages) if _trains_adapter(stage)}
-    if not adapters:
+    widths = [i for i, stage in enumerate(stages) if _width_prunes_the_base_family(stage, stages)]
+    if not adapters and not widths:
         return []
     config = base_config(document.get("model"), base_dir)
     model = _meta_model(config) if config else None
@@ -31,7 +32,7 @@ def check_family(document: Any, *, base_dir: Path) -> list[Problem]:
     linear = dense_linear_names(model)
     experts = bool(expert_modules(model))
     architecture = str((config.get("architectures") or ["?"])[0])
-    problems: list[Problem] = []
+    problems: list[Problem] = _width_problems(model, architecture, widths)
     targets_of: dict[int, list[str]] = {}
     for index, stage in adapters.items():
         lora = stage.get("lora") if isinstance(stage.get("lora"), dict) else {}
@@ -80,6 +81,32 @@ def _vllm_problems(document: dict, config: dict[str, Any], targets_of: dict[int,
                              "those" + (", or lora.experts: false" if "experts" in refused else "")
                              + ", or remove vllm from export.formats"))
     return problems
+
+
+def _width_prunes_the_base_family(stage: Any, stages: list[Any]) -> bool:
+    """A distill stage whose student is the teacher with fewer MLP neurons, the teacher being of the base's family
+    (the input, `base` or a stage; a teacher given as a model reference is read only when the stage runs)."""
+    if not isinstance(stage, dict) or stage.get("type") != "distill":
+        return False
+    student = stage.get("student")
+    if not isinstance(student, dict) or student.get("mlp_keep_fraction") is None:
+        return False
+    teacher = stage.get("teacher")
+    stage_names = {s.get("name") for s in stages if isinstance(s, dict)}
+    return teacher is None or teacher == "base" or teacher in stage_names
+
+
+def _width_problems(model: Any, architecture: str, indices: list[int]) -> list[Problem]:
+    from posttrain.distill.prune import gated_mlps
+    from posttrain.errors import UserError
+
+    if not indices:
+        return []
+    try:
+        gated_mlps(model)
+    except UserError as exc:
+        return [(("stages", index, "student", "mlp_keep_fraction"), f"{architecture}: {exc}") for index in indices]
+    return []
 
 
 def _trains_adapter(stage: Any) -> bool:

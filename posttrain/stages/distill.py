@@ -30,11 +30,19 @@ class StudentSpec(Strict):
         None, description="A smaller model sharing the teacher's tokenizer (alias, hub id or path)."
     )
     init: Literal["prune"] | None = Field(
-        None, description="prune: build the student from the teacher by keeping a subset of its layers."
+        None, description="prune: build the student from the teacher by keeping a subset of its layers "
+        "(keep_layers or keep_fraction) and/or of each layer's MLP neurons (mlp_keep_fraction)."
     )
     keep_layers: list[int] | None = Field(None, description="Teacher layer indices the pruned student keeps.")
     keep_fraction: float | None = Field(
         None, gt=0.0, le=1.0, description="Or: keep this fraction of layers, chosen by `select` (first and last kept)."
+    )
+    mlp_keep_fraction: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Width pruning: keep this fraction of every kept layer's MLP neurons, those with the largest "
+        "mean |act(gate·x)·(up·x)| on the stage's first 32 training rows (Minitron's activation importance). "
+        "Gated MLPs only (Llama, Qwen, Mistral, Gemma, OLMo, Granite). It keeps far more than depth pruning at "
+        "the same size (see posttrain/distill/prune.py), but every layer still runs, so it speeds decoding less.",
     )
     select: Literal["even", "influence"] = Field(
         "even", json_schema_extra=NEUTRAL_AT_DEFAULT,
@@ -47,8 +55,13 @@ class StudentSpec(Strict):
     def _one_source(self) -> StudentSpec:
         if (self.model is None) == (self.init is None):
             raise ValueError("give exactly one of `model` (a smaller model) or `init: prune`")
-        if self.init == "prune" and (self.keep_layers is None) == (self.keep_fraction is None):
-            raise ValueError("`init: prune` needs exactly one of keep_layers or keep_fraction")
+        if self.init == "prune" and self.keep_layers is not None and self.keep_fraction is not None:
+            raise ValueError("`init: prune` takes one of keep_layers or keep_fraction, not both")
+        if self.init == "prune" and self.keep_layers is None and self.keep_fraction is None \
+                and self.mlp_keep_fraction is None:
+            raise ValueError("`init: prune` needs keep_layers or keep_fraction (depth) and/or mlp_keep_fraction (width)")
+        if self.init is None and self.mlp_keep_fraction is not None:
+            raise ValueError("`mlp_keep_fraction` prunes the teacher: it needs `init: prune`, not `model`")
         if self.select == "influence" and self.keep_fraction is None:
             raise ValueError("`select: influence` chooses layers for keep_fraction; keep_layers lists them itself")
         return self

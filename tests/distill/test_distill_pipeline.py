@@ -40,7 +40,7 @@ stages:
     data: prompts
     sequence_kd: true
     max_new_tokens: 6
-    student: {{init: prune, keep_fraction: 0.5, select: influence}}
+    student: {{init: prune, keep_fraction: 0.5, select: influence, mlp_keep_fraction: 0.5}}
     evaluate: false
     train: {{max_steps: 2, batch_size: 4, lr: 1.0e-2, max_length: 64}}
 export: {{formats: [peft]}}
@@ -102,6 +102,9 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     # The tiny teacher has 2 layers: half is one, the first (first and last are kept before any by influence).
     assert seq["facts"]["distill"]["teacher_stage"] == "sft" and seq["metrics"]["kept_layers"] == [0]
     assert len(seq["metrics"]["layer_influence"]) == 2 and all(v > 0 for v in seq["metrics"]["layer_influence"])
+    width, kept = seq["metrics"]["mlp_width"]  # and half of that layer's MLP neurons (width pruning)
+    assert kept == round(width / 2)
+    assert json.loads((run_dir / "seqkd" / "model" / "config.json").read_text())["intermediate_size"] == kept
     assert seq["facts"]["distill"]["student_params"] < seq["facts"]["distill"]["teacher_params"]
     assert seqkd.lineage.adapters == [] and not seqkd.scores
 

@@ -53,7 +53,10 @@ def test_teacher_mistakes_are_reported_at_validation(tmp_path: Path, tiny_model_
 @pytest.mark.parametrize(
     ("student", "extra", "message"),
     [
-        ("{init: prune}", "", "exactly one of keep_layers or keep_fraction"),
+        ("{init: prune}", "", "keep_layers or keep_fraction (depth) and/or mlp_keep_fraction"),
+        ("{init: prune, keep_layers: [0], keep_fraction: 0.5}", "", "not both"),
+        ("{model: x, mlp_keep_fraction: 0.5}", "", "needs `init: prune`"),
+        ("{init: prune, mlp_keep_fraction: 0}", "", "greater than 0"),
         ("{init: prune, keep_fraction: 0.5, model: x}", "", "exactly one of `model`"),
         ("{init: prune, keep_fraction: 0.5}", ", full_finetune: false", "LoRA distillation is not supported"),
         ("{init: prune, keep_fraction: 0.5}", ", beta: 1.5", "less than or equal to 1"),
