@@ -10,6 +10,7 @@ from posttrain.distill.prune import (
     layer_influence,
     layers_to_keep,
     mlp_neuron_importance,
+    mlp_neurons_to_keep,
     most_influential_layers,
     prune_layers,
     prune_mlp_width,
@@ -79,7 +80,7 @@ def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
         if mlp_fraction is not None:
             importance = mlp_neuron_importance(student, _calibration_batches(ctx, rows or []))
             width = int(importance[0].numel())
-            kept = max(1, min(width, round(mlp_fraction * width)))
+            kept = mlp_neurons_to_keep(width, mlp_fraction)
             prune_mlp_width(student, importance, kept)
             facts["mlp_width"] = [width, kept]
         init_dir = ctx.stage_dir / "student_init"

@@ -169,6 +169,25 @@ def gated_mlps(model: Any) -> list[nn.Module]:
     return mlps
 
 
+QUANT_BLOCK = 32
+"""llama.cpp quantizes a tensor's rows in blocks of 32 values (256 for k-quants, which fall back to 32-value
+types on rows they do not divide): an MLP width off this multiple leaves `down_proj` unquantizable."""
+
+
+def mlp_neurons_to_keep(width: int, fraction: float) -> int:
+    """round(fraction · width), to a multiple of QUANT_BLOCK where the width allows one (at least one block).
+
+    >>> mlp_neurons_to_keep(1536, 0.573)  # 880 → 864: a q4_k_m GGUF of the student quantizes every tensor
+    864
+    >>> mlp_neurons_to_keep(48, 0.5)  # narrower than two blocks: exact
+    24
+    """
+    kept = max(1, min(width, round(fraction * width)))
+    if width < 2 * QUANT_BLOCK:
+        return kept
+    return max(QUANT_BLOCK, kept - kept % QUANT_BLOCK)
+
+
 def mlp_neuron_importance(model: Any, batches: list[dict[str, Any]]) -> list[Any]:
     """Per decoder layer, each MLP neuron's mean |act(gate·x) · (up·x)| over the real tokens of `batches`
     (Minitron's activation-based importance): the neurons that write the least into `down_proj` matter least.

@@ -92,8 +92,10 @@ def _width_prunes_the_base_family(stage: Any, stages: list[Any]) -> bool:
     if not isinstance(student, dict) or student.get("mlp_keep_fraction") is None:
         return False
     teacher = stage.get("teacher")
-    stage_names = {s.get("name") for s in stages if isinstance(s, dict)}
-    return teacher is None or teacher == "base" or teacher in stage_names
+    if teacher is None:
+        return True
+    return isinstance(teacher, str) and (teacher == "base" or any(
+        isinstance(other, dict) and other.get("name") == teacher for other in stages))
 
 
 def _width_problems(model: Any, architecture: str, indices: list[int]) -> list[Problem]:

@@ -39,7 +39,8 @@ class StudentSpec(Strict):
     )
     mlp_keep_fraction: float | None = Field(
         None, gt=0.0, le=1.0,
-        description="Width pruning: keep this fraction of every kept layer's MLP neurons, those with the largest "
+        description="Width pruning: keep this fraction of every kept layer's MLP neurons (rounded down to a multiple "
+        "of 32, so llama.cpp can quantize the student), those with the largest "
         "mean |act(gate·x)·(up·x)| on the stage's first 32 training rows (Minitron's activation importance). "
         "Gated MLPs only (Llama, Qwen, Mistral, Gemma, OLMo, Granite). It keeps far more than depth pruning at "
         "the same size (see posttrain/distill/prune.py), but every layer still runs, so it speeds decoding less.",

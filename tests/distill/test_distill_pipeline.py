@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
+from posttrain.distill.prune import mlp_neurons_to_keep
 from posttrain.pipeline.runner import run_recipe
 from posttrain.recipe.loader import load_recipe
 from posttrain.terminal import print_run_report
@@ -103,7 +104,7 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     assert seq["facts"]["distill"]["teacher_stage"] == "sft" and seq["metrics"]["kept_layers"] == [0]
     assert len(seq["metrics"]["layer_influence"]) == 2 and all(v > 0 for v in seq["metrics"]["layer_influence"])
     width, kept = seq["metrics"]["mlp_width"]  # and half of that layer's MLP neurons (width pruning)
-    assert kept == round(width / 2)
+    assert kept == mlp_neurons_to_keep(width, 0.5)
     assert json.loads((run_dir / "seqkd" / "model" / "config.json").read_text())["intermediate_size"] == kept
     assert seq["facts"]["distill"]["student_params"] < seq["facts"]["distill"]["teacher_params"]
     assert seqkd.lineage.adapters == [] and not seqkd.scores

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from posttrain.distill.models import build_student, load_teacher
-from posttrain.distill.prune import mlp_neuron_importance, prune_mlp_width
+from posttrain.distill.prune import mlp_neuron_importance, mlp_neurons_to_keep, prune_mlp_width
 from posttrain.errors import UserError
 
 from .test_distill_models import context
@@ -113,13 +113,13 @@ def test_the_stage_builds_a_width_pruned_student(tmp_path: Path, tiny_model_dir:
                           {"role": "assistant", "content": f"Answer: {2 * i}"}]} for i in range(5)]
     student, facts = build_student(ctx, spec.student, teacher, rows)
     width = teacher.config.intermediate_size
-    assert facts["mlp_width"] == [width, round(width / 2)]
+    assert facts["mlp_width"] == [width, mlp_neurons_to_keep(width, 0.5)]
     assert facts["kept_layers"] == list(range(teacher.config.num_hidden_layers))  # depth untouched
-    assert student.config.intermediate_size == round(width / 2) and teacher.config.intermediate_size == width
+    assert student.config.intermediate_size == mlp_neurons_to_keep(width, 0.5) and teacher.config.intermediate_size == width
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
     assert all(p.requires_grad for p in student.parameters())
     saved = Path(facts["student_init"])
-    assert '"intermediate_size": ' + str(round(width / 2)) in (saved / "config.json").read_text()
+    assert '"intermediate_size": ' + str(mlp_neurons_to_keep(width, 0.5)) in (saved / "config.json").read_text()
 
 
 def test_a_fused_mlp_family_is_refused_at_validate(tmp_path: Path) -> None:
@@ -137,3 +137,12 @@ def test_a_fused_mlp_family_is_refused_at_validate(tmp_path: Path) -> None:
     message = " ".join(err.value.render().split())
     assert "stages[0].student.mlp_keep_fraction" in message
     assert "Phi3ForCausalLM: cannot width-prune" in message and "not a gated MLP of plain linears" in message
+
+
+def test_prune_doctests() -> None:
+    import doctest
+
+    from posttrain.distill import prune
+
+    result = doctest.testmod(prune)
+    assert result.attempted >= 5 and result.failed == 0
