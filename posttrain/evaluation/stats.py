@@ -181,3 +181,49 @@ def paired_test(a: dict[str, float], b: dict[str, float], *, seed: int = 0) -> D
         test, p = mcnemar(only_a, only_b)
         return DeltaTest(delta, test, p, len(common), note)
     return DeltaTest(delta, "paired-bootstrap", paired_bootstrap(va, vb, seed=seed), len(common), note)
+
+
+@dataclass(frozen=True)
+class GainKept:
+    """The share of a reference model's gain over base that a model keeps: (m − base) / (reference − base)."""
+
+    share: float
+    low: float | None
+    """95% paired bootstrap interval (documents resampled together for all three models); None when the
+    reference's own gain over base is not reliably positive, so the share has no finite bound."""
+    high: float | None
+    n: int
+    """Documents all three were scored on."""
+
+
+def gain_kept(base: dict[str, float], reference: dict[str, float], model: dict[str, float], *,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> GainKept | None:
+    """How much of `reference`'s gain over `base` `model` keeps (a distilled student and its teacher), per document.
+
+    None when the reference gained nothing on these documents (there is no gain to keep).
+
+    >>> docs = [str(i) for i in range(10)]
+    >>> base = dict.fromkeys(docs, 0.0)
+    >>> teacher = {d: 1.0 if int(d) < 8 else 0.0 for d in docs}
+    >>> student = {d: 1.0 if int(d) < 4 else 0.0 for d in docs}
+    >>> kept = gain_kept(base, teacher, student)
+    >>> kept.share, kept.n, kept.low <= 0.5 <= kept.high
+    (0.5, 10, True)
+    """
+    common = [k for k in reference if k in base and k in model]
+    if not common:
+        return None
+    b, r, m = (np.asarray([float(d[k]) for k in common]) for d in (base, reference, model))
+    gain = r.mean() - b.mean()
+    if gain <= 0:
+        return None
+    share = float((m.mean() - b.mean()) / gain)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(common), size=(resamples, len(common)))
+    gains = r[idx].mean(axis=1) - b[idx].mean(axis=1)
+    positive = gains > 0
+    if positive.mean() < 0.975:  # the reference's gain itself is within noise: the share is unbounded
+        return GainKept(share, None, None, len(common))
+    shares = (m[idx].mean(axis=1) - b[idx].mean(axis=1))[positive] / gains[positive]
+    low, high = np.percentile(shares, [2.5, 97.5])
+    return GainKept(share, float(low), float(high), len(common))

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from posttrain.evaluation.stats import DeltaTest
+from posttrain.evaluation.stats import DeltaTest, GainKept
 from posttrain.leaderboard.store import BoardRow
 from posttrain.leaderboard.table import Cell, StageScores, compute_cells, task_columns
 from posttrain.stagekit.facts import StageFacts
@@ -55,9 +55,17 @@ def _fmt_cell(c: Cell, *, rich: bool) -> str:
         parts.append(f"{_fmt_delta(c.vs_input, c.test_input, rich=rich)} vs input")
     if c.retention is not None:
         parts.append(f"retention {c.retention:.2f}")
+    if c.gain_kept is not None:
+        parts.append(_fmt_gain_kept(c.gain_kept))
     parts += [f"not compared with {against} ({NOT_COMPARED})" for against in c.not_compared]
     sep = "\n" if rich else "<br>"
     return sep.join(parts)
+
+
+def _fmt_gain_kept(kept: GainKept) -> str:
+    if kept.low is None or kept.high is None:
+        return f"keeps {kept.share:.0%} of the gain (teacher's gain within noise)"
+    return f"keeps {kept.share:.0%} of the gain [{kept.low:.0%}, {kept.high:.0%}]"
 
 
 def has_evidence(rows: Sequence[StageScores]) -> bool:

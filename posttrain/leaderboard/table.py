@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from posttrain.evaluation.record import EvalEvidence, protocol_difference
-from posttrain.evaluation.stats import DeltaTest, TaskStats, paired_test
+from posttrain.evaluation.stats import DeltaTest, GainKept, TaskStats, gain_kept, paired_test
 from posttrain.stagekit.facts import StageFacts
 
 
@@ -45,6 +45,8 @@ class Cell:
     test_input: DeltaTest | None = None
     not_compared: dict[str, str] = field(default_factory=dict)
     """`base` / `input` → why no delta is shown against it (their evaluation protocols differ)."""
+    gain_kept: GainKept | None = None
+    """With retention against a row: the share of that row's gain over base kept, with its interval."""
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
@@ -64,6 +66,28 @@ def reference_scores(row: StageScores, by_label: dict[str, StageScores]) -> dict
         if reference is not None:
             return reference.scores
     return None
+
+
+def reference_row(row: StageScores, by_label: dict[str, StageScores]) -> StageScores | None:
+    """The leaderboard row `row` keeps a share of, when its facts name one."""
+    for fact in row.facts.values():
+        if fact.reference_scores is None and fact.reference_stage in by_label:
+            return by_label[fact.reference_stage]
+    return None
+
+
+def gain_kept_on(row: StageScores, reference: StageScores | None, base: StageScores, task: str) -> GainKept | None:
+    """`gain_kept` of `row` against `reference` over `base` on `task`, when all three have per-document results
+    taken under the same protocol."""
+    evidence = [r.evidence for r in (row, reference, base) if r is not None]
+    if reference is None or len(evidence) < 3 or any(e is None for e in evidence):
+        return None
+    if protocol_difference(row.evidence, reference.evidence, task) or protocol_difference(row.evidence, base.evidence, task):
+        return None
+    per_doc = [e.per_doc.get(task) for e in (base.evidence, reference.evidence, row.evidence)]
+    if any(p is None for p in per_doc):
+        return None
+    return gain_kept(*per_doc)
 
 
 def task_columns(rows: Sequence[StageScores]) -> list[str]:
@@ -105,6 +129,7 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
         if parent is None and i > 0:
             parent = rows[i - 1]
         reference = reference_scores(row, by_label)
+        kept_of = reference_row(row, by_label) if i > 0 else None
         cells = {}
         for task in task_columns(rows):
             score = row.scores.get(task)
@@ -125,6 +150,7 @@ def compute_cells(rows: Sequence[StageScores]) -> list[dict[str, Cell]]:
                 test_base=delta_test(row, base_row, task) if compare_base else None,
                 test_input=delta_test(row, parent, task) if compare_input and parent else None,
                 not_compared=not_compared,
+                gain_kept=gain_kept_on(row, kept_of, base_row, task) if kept_of is not None else None,
             )
         out.append(cells)
     return out

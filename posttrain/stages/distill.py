@@ -1,8 +1,8 @@
-"""Teacher→student distillation (GKD losses, depth-pruned or smaller students); the student starts a new lineage.
+"""Teacher→student distillation (GKD losses, depth- or width-pruned or smaller students); the student starts a new lineage.
 
 The teacher is the stage's input, `base`, an earlier stage or any model
 reference; the student is a smaller model with the same tokenizer or a
-depth-pruned copy of the teacher. Training is TRL's GKD trainer with our loss
+pruned copy of the teacher (fewer layers and/or MLP neurons). Training is TRL's GKD trainer with our loss
 (posttrain.distill.trainer). The run records what distillation bought: the
 parameters and measured tokens/s of both models, and what the leaderboard
 needs for the retention ratio (the teacher's stage, or its scores).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from posttrain.distill.facts import DistillFacts
+from posttrain.evaluation.record import EvalEvidence
+from posttrain.evaluation.stats import gain_kept
 from posttrain.leaderboard.render import fact_tables, facts_markdown, facts_rich_tables, markdown_table
 from posttrain.leaderboard.table import StageScores, compute_cells
 from posttrain.stagekit.facts import StageFacts, facts_from_json, facts_to_json
@@ -60,3 +62,46 @@ def test_facts_survive_stage_json() -> None:
     facts = {"distill": FROM_SFT}
     assert facts_from_json(facts_to_json(facts), fact_types()) == facts
     assert facts_from_json({"gone": {"x": 1}, **facts_to_json(facts)}, fact_types()) == facts  # a removed type
+
+
+def _evidence(correct: set[int], n: int = 100, protocol: dict | None = None) -> EvalEvidence:
+    per_doc = {f"pt_arith:{i}": 1.0 if i in correct else 0.0 for i in range(n)}
+    return EvalEvidence(per_doc={"pt_arith": per_doc}, protocol={"pt_arith": protocol or {"limit": n}})
+
+
+def _paired_rows(student_protocol: dict | None = None) -> list[StageScores]:
+    base, teacher, student = set(range(2)), set(range(22)), set(range(12))  # gains +0.20 and +0.10
+    return [
+        StageScores("base", {"pt_arith": 0.02}, evidence=_evidence(base)),
+        StageScores("sft", {"pt_arith": 0.22}, evidence=_evidence(teacher)),
+        StageScores("distill", {"pt_arith": 0.12}, input="sft", facts={"distill": FROM_SFT},
+                    evidence=_evidence(student, protocol=student_protocol)),
+    ]
+
+
+def test_the_student_keeps_a_share_of_the_teachers_gain_with_its_interval() -> None:
+    rows = _paired_rows()
+    kept = compute_cells(rows)[2]["pt_arith"].gain_kept
+    assert kept.share == pytest.approx(0.5) and kept.n == 100  # (0.12 − 0.02) / (0.22 − 0.02)
+    assert kept.low < 0.5 < kept.high and kept.high < 1.0  # nested answers: the student never gets more right
+    assert kept == gain_kept(*(r.evidence.per_doc["pt_arith"] for r in rows))
+    assert f"keeps 50% of the gain [{kept.low:.0%}, {kept.high:.0%}]" in markdown_table(rows)
+    assert compute_cells(rows)[1]["pt_arith"].gain_kept is None  # not distilled
+
+
+def test_no_gain_share_across_protocols_or_without_a_gain() -> None:
+    assert compute_cells(_paired_rows({"limit": 50}))[2]["pt_arith"].gain_kept is None
+    docs = {str(i): 0.0 for i in range(20)}
+    assert gain_kept(docs, docs, docs) is None  # the teacher gained nothing: nothing to keep
+    noisy_teacher = {**docs, "0": 1.0}  # one document: a gain within noise bounds no share
+    kept = gain_kept(docs, noisy_teacher, docs)
+    assert kept.share == 0.0 and kept.low is None and kept.high is None
+
+
+def test_stats_doctests() -> None:
+    import doctest
+
+    from posttrain.evaluation import stats
+
+    result = doctest.testmod(stats)
+    assert result.attempted > 0 and result.failed == 0
