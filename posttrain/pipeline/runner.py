@@ -296,6 +296,8 @@ def _train(
     status.update(
         status="completed", seconds=seconds, finished=time.time(), lineage=run.lineage_record(result.lineage, session.base_lineage),
         metrics=result.metrics, facts=facts_to_json(result.facts),
+        # The report reads files only: the row its scores are compared with (a student's teacher), by name.
+        compared_with=next((f.reference_stage for f in result.facts.values() if f.reference_stage), None),
     )
     run.write_stage(stage.name, status)
     console.print(f"[green]✓[/] stage [bold]{stage.name}[/] trained in {seconds:.0f}s")

@@ -43,6 +43,8 @@ class StageData:
     status: str
     teachers: list[str] = field(default_factory=list)
     """Other models the stage reads (a distill teacher), by the name the recipe gave."""
+    compared_with: str | None = None
+    """The stage whose scores this one's are compared with (a distilled student's teacher; stage.json)."""
     seconds: float | None = None
     finished: float | None = None
     data: str | None = None
@@ -141,6 +143,7 @@ def _read_stage(run: RunDir, name: str) -> StageData | None:
     return StageData(
         name=record.get("name", name), type=record.get("type", spec.get("type", "?")),
         input=record.get("input", BASE), status=record.get("status", "?"), teachers=teachers,
+        compared_with=record.get("compared_with") if isinstance(record.get("compared_with"), str) else None,
         seconds=record.get("seconds"), finished=record.get("finished"), data=record.get("data"),
         metrics=record.get("metrics") or {}, curves=read_jsonl(run.metrics_file(name)),
         facts=record.get("facts") or {}, eval=read_eval(stage_dir), objective=objective,

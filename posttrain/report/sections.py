@@ -10,8 +10,9 @@ import html
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from posttrain.evaluation.stats import gain_kept
 from posttrain.report import plots
-from posttrain.report.answers import paired, side_by_side
+from posttrain.report.answers import paired, per_doc, side_by_side
 from posttrain.report.blocks import Section, Table, img, num, prefix
 from posttrain.report.collect import BASE, EvalData, RunData
 from posttrain.report.diagnosis import diagnoses, objective_changes
@@ -145,6 +146,8 @@ def eval_section(runs: Sequence[RunData]) -> Section:
     models = evaluated_models(runs)
     tasks = list(dict.fromkeys(t for run in runs for t in run.eval_tasks))
     by_label = {label: e for label, e, _ in models}
+    compared = {prefix(run, runs) + s.name: prefix(run, runs) + s.compared_with
+                for run in runs for s in run.stages if s.compared_with}
     table = Table(["model", *tasks], [])
     notes = set()
     for label, e, parent in models:
@@ -168,6 +171,7 @@ def eval_section(runs: Sequence[RunData]) -> Section:
                     mark = "*" if test.significant else ""
                     notes.add(str(test.test))
                 text += f"\nΔ vs {versus} {e.scores[task] - other.scores[task]:+.3f}{mark}"
+            text += _gain_kept_line(e, by_label.get(compared.get(label, "")), by_label.get(base_label), task)
             cells.append(text)
         table.rows.append([label, *cells])
     legend = "Score [95% interval]. Δ marked * differs from zero at p < 0.05 in a paired test on the same documents"
@@ -179,6 +183,19 @@ def eval_section(runs: Sequence[RunData]) -> Section:
     return Section("eval", "Evaluation",
                    table.html("eval") + f"<p class='legend'>{html.escape(legend)}</p>" + tag + why_html,
                    table.md() + f"\n{legend}\n\n" + link + why_md, images)
+
+
+def _gain_kept_line(model: EvalData, reference: EvalData | None, base: EvalData | None, task: str) -> str:
+    """"keeps 53% of the teacher's gain [31%, 78%]" for a model compared with another (a student), when all three
+    were scored on the same documents."""
+    if reference is None or base is None or any(task not in e.scores for e in (model, reference, base)):
+        return ""
+    kept = gain_kept(per_doc(base, task), per_doc(reference, task), per_doc(model, task))
+    if kept is None:
+        return ""
+    if kept.low is None or kept.high is None:
+        return f"\nkeeps {kept.share:.0%} of the teacher's gain (its gain within noise)"
+    return f"\nkeeps {kept.share:.0%} of the teacher's gain [{kept.low:.0%}, {kept.high:.0%}]"
 
 
 def _why_not(runs: Sequence[RunData]) -> tuple[str, str]:

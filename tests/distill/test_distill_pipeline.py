@@ -74,6 +74,7 @@ def test_distill_stages_train_smaller_students_on_new_lineages(recipe_path: Path
     assert stage["status"] == "completed"
     metrics, facts = stage["metrics"], stage["facts"]["distill"]
     assert metrics["teacher"] == "sft" and metrics["kept_layers"] == [0]
+    assert stage["compared_with"] == "sft"  # what the report compares the student with (its teacher's gain)
     assert facts["teacher_stage"] == "sft" and facts["teacher"] == "sft"
     assert facts["student_params"] < facts["teacher_params"]
     assert facts["teacher_tokens_per_s"] > 0 and facts["student_tokens_per_s"] > 0

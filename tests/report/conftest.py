@@ -76,7 +76,8 @@ def write_fake_run(runs_dir: Path, name: str = "fake", lengths_png: Path | None 
         history = [{"run": RUNS[0], "outcome": "trained", "planned": "run", "seconds": 4.0}, latest]
         _write(folder / "stage.json", {"name": name_, "type": type_, "input": input_, "status": "completed",
                                        "seconds": 3.0, "finished": 1_795_000_000.0, "data": "chat", "spec": spec,
-                                       "history": history, "report": STAGE_TYPES[type_].report_record()})
+                                       "history": history, "report": STAGE_TYPES[type_].report_record(),
+                                       **({"compared_with": "sft"} if type_ == "distill" else {})})
         records = [{"step": s, "loss": 2.0 / s, "learning_rate": 1e-3 * (5 - s), "grad_norm": 1.0 + s / 10,
                     **{k: v * s for k, v in extra.items()}} for s in range(1, 5)]
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

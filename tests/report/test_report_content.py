@@ -29,6 +29,10 @@ def test_report_shows_graph_data_scores_objectives_answers_and_exports(fake_run:
     assert "1.000 [0.80, 1.00]<br>Δ vs base +1.000*" in md
     assert "Δ vs input +0.333*" not in md  # dpo → grpo: 4 discordant documents, p = 0.125, not significant
     assert "Δ vs input +0.333" in md
+    # the student (7/12, every one sft's 6 and one more) keeps 7/6 of its teacher's gain over base (0/12)
+    [kept] = re.findall(r"keeps (\d+)% of the teacher's gain \[(\d+)%, (\d+)%\]", md)
+    assert kept[0] == "117" and int(kept[1]) >= 100 and int(kept[2]) >= 117
+    assert re.search(r"^\| distill \| [^|]*keeps 117% of the teacher's gain", md, re.M)
     assert "| dpo | reward_margin | 0.0000 | 0.3000 | +0.3000 | 0.0980 | better | 40 |" in md
     assert "| dpo | pair_accuracy | 0.5000 | 0.5200 | +0.0200 | 0.0784 | within noise | 40 |" in md
     assert "vllm serve /base --enable-lora" in md and "vllm 0.32" in md
