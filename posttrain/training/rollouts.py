@@ -36,6 +36,11 @@ class MergedCopy:
         self.layers = lora_linears(peft_model) if layers is None else layers
         twin = copy.deepcopy(peft_model)
         self.model = twin.merge_and_unload().eval()
+        # TRL's GRPOTrainer patches `forward` on the model instance (trl.trainer.utils.add_fused_lm_head) with a
+        # closure over the ORIGINAL model's bound forward; deepcopy keeps that closure, so the copy would run the
+        # trainer's own PEFT layers (train mode, dropout included) and merge nothing. The copy only generates:
+        # its class's forward is the one it needs.
+        vars(self.model).pop("forward", None)
         self.model.requires_grad_(False)
         # The copy only generates: always with the KV cache. The trainer's model may have it switched off in its
         # config (as for gradient checkpointing), and a copy that inherits that recomputes the whole sequence

@@ -89,18 +89,45 @@ def two_engines(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
             processing_class=AutoTokenizer.from_pretrained(tiny_model_dir), rollout_engine=engine,
             peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
         )
+        lora_calls = _count_lora_calls_in_generation(trainer)
         trainer.train()
         results[engine] = {
             "copy": trainer.rollout_copy,
+            "lora_calls_in_generation": lora_calls["generation"],
             "logs": [r for r in trainer.state.log_history if "reward" in r],
             "weights": {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_" in k},
         }
     return results
 
 
+def _count_lora_calls_in_generation(trainer) -> dict[str, int]:
+    """Calls of the trainer's own LoRA layers made while it generates, counted as training runs."""
+    from peft.tuners.lora import LoraLayer
+
+    counts = {"all": 0, "generation": 0}
+    for module in trainer.model.modules():
+        if isinstance(module, LoraLayer):
+            module.register_forward_hook(lambda *_: counts.__setitem__("all", counts["all"] + 1))
+    generate = trainer._generate_single_turn
+
+    def counting(*args, **kwargs):
+        before = counts["all"]
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            counts["generation"] += counts["all"] - before
+
+    trainer._generate_single_turn = counting
+    return counts
+
+
 def test_grpo_with_the_merged_copy_learns_what_plain_trl_learns(two_engines: dict[str, dict]) -> None:
     fast, plain = two_engines["auto"], two_engines["hf"]
     assert fast["copy"] is not None and plain["copy"] is None
+    # The copy generates on its own merged weights: the trainer's adapter layers are not run at all (TRL patches
+    # the model's forward with a closure over the original model, which a naive deepcopy would keep calling).
+    assert fast["lora_calls_in_generation"] == 0
+    assert plain["lora_calls_in_generation"] > 0
     assert len(fast["logs"]) == len(plain["logs"]) == 2
     for a, b in zip(fast["logs"], plain["logs"], strict=True):
         # Same rollouts (rewards and lengths are read off them), same loss.
