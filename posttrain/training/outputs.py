@@ -8,6 +8,7 @@ from posttrain import preemption
 from posttrain.errors import TrainingError
 from posttrain.stagekit import StageContext, StageResult
 from posttrain.training.callbacks import NonFiniteLossGuard, PreemptionCheckpoint
+from posttrain.training.compact_scoring import score_labelled_tokens_only
 from posttrain.training.progress import use_own_progress
 
 
@@ -18,6 +19,7 @@ def train_and_save(ctx: StageContext, trainer: Any, *, full_finetune: bool) -> S
     fine-tune saves the whole model and starts a new lineage from it.
     """
     use_own_progress(trainer)
+    score_labelled_tokens_only()
     guard = next((c for c in trainer.callback_handler.callbacks if isinstance(c, NonFiniteLossGuard)), None)
     preemption_stop = next(
         (c for c in trainer.callback_handler.callbacks if isinstance(c, PreemptionCheckpoint)), None
