@@ -63,7 +63,8 @@ def test_layers_the_copy_cannot_merge_exactly_keep_the_plain_path(tiny_model_dir
 
 @pytest.fixture(scope="module")
 def two_engines(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Two GRPO steps (fp32, no autocast) with the merged copy and with TRL's own generation, same seed."""
+    """Two GRPO steps (fp32, no autocast) with the merged copy, with TRL's own generation, and with the merged
+    copy but TRL's one-pass-per-row log-probs (no shared prompts), same seed."""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,8 +77,8 @@ def two_engines(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     prompts = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} + 5?"}]} for i in range(8)])
     results = {}
-    for engine in ("auto", "hf"):
-        out = tmp_path_factory.mktemp(f"grpo-{engine}")
+    for name, engine, share_prompts in (("auto", "auto", True), ("hf", "hf", True), ("unshared", "auto", False)):
+        out = tmp_path_factory.mktemp(f"grpo-{name}")
         args = GRPOConfig(
             output_dir=str(out), max_steps=2, per_device_train_batch_size=4, num_generations=2,
             max_completion_length=8, learning_rate=5e-2, logging_steps=1, save_strategy="no", report_to="none",
@@ -87,11 +88,12 @@ def two_engines(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
             model=AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
             reward_funcs=[longer], args=args, train_dataset=prompts,
             processing_class=AutoTokenizer.from_pretrained(tiny_model_dir), rollout_engine=engine,
+            share_prompts=share_prompts,
             peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
         )
         lora_calls = _count_lora_calls_in_generation(trainer)
         trainer.train()
-        results[engine] = {
+        results[name] = {
             "copy": trainer.rollout_copy,
             "lora_calls_in_generation": lora_calls["generation"],
             "logs": [r for r in trainer.state.log_history if "reward" in r],
@@ -136,3 +138,12 @@ def test_grpo_with_the_merged_copy_learns_what_plain_trl_learns(two_engines: dic
     assert any(w.abs().sum() > 0 for k, w in fast["weights"].items() if "lora_B" in k)
     for name, weight in fast["weights"].items():
         torch.testing.assert_close(weight, plain["weights"][name], rtol=1e-4, atol=1e-5)
+
+
+def test_grpo_with_shared_prompt_passes_learns_what_one_pass_per_row_learns(two_engines: dict[str, dict]) -> None:
+    shared, unshared = two_engines["auto"], two_engines["unshared"]
+    for a, b in zip(shared["logs"], unshared["logs"], strict=True):
+        for key in ("reward", "completions/mean_length", "loss", "entropy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    for name, weight in shared["weights"].items():
+        torch.testing.assert_close(weight, unshared["weights"][name], rtol=1e-4, atol=1e-5)
