@@ -15,11 +15,15 @@ computed by the trainer on its own (unmerged) weights, as before. In fp32 the tw
 same rollouts token for token (tests/grpo/test_rollouts.py); in bf16 they round differently, as any
 serving engine does (TRL's vLLM path merges the same way), and GRPO's on-policy ratio is taken
 against the trainer's own log-probs, so nothing in the loss reads the copy's numbers.
+
+GRPO asks for each prompt `num_generations` times in one batch; the copy prefills each distinct prompt once and
+expands its KV cache to the prompt's rows (`shared_prefill_generate`), so only the decoding is per row.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +45,8 @@ class MergedCopy:
         # trainer's own PEFT layers (train mode, dropout included) and merge nothing. The copy only generates:
         # its class's forward is the one it needs.
         vars(self.model).pop("forward", None)
+        # GRPO generates each prompt `num_generations` times: the copy prefills each distinct prompt once.
+        self.model.generate = functools.partial(shared_prefill_generate, self.model)
         self.model.requires_grad_(False)
         # The copy only generates: always with the KV cache. The trainer's model may have it switched off in its
         # config (as for gradient checkpointing), and a copy that inherits that recomputes the whole sequence
@@ -92,6 +98,39 @@ def merged_copy_for(model: Any) -> MergedCopy | None:
         return None
     layers = lora_linears(model)
     return MergedCopy(model, layers) if layers else None
+
+
+def shared_prefill_generate(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                            **kwargs: Any) -> Any:
+    """`model.generate` for rows that repeat prompts (GRPO's groups): each distinct prompt, all but its last token, is
+    prefilled once and its KV cache expanded to its rows; `generate` then continues from that cache as it would
+    from its own prefill (positions from the attention mask, as `generate` derives them). Rows that repeat nothing,
+    or a cache other than plain per-layer keys/values, generate as usual."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    def plain_generate() -> Any:  # the class's generate: the instance's may be this function
+        return type(model).generate(model, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    if attention_mask is None or input_ids.size(1) < 2 or kwargs.get("cache") is not None:
+        return plain_generate()
+    prefix, prefix_mask = input_ids[:, :-1], attention_mask[:, :-1]
+    distinct, row_prefix = torch.unique(torch.cat([prefix, prefix_mask.to(prefix.dtype)], dim=1), dim=0,
+                                        return_inverse=True)
+    rows = input_ids.size(0)
+    if distinct.size(0) == rows:
+        return plain_generate()
+    first_row = torch.full((distinct.size(0),), rows, dtype=torch.long, device=input_ids.device)
+    first_row = first_row.scatter_reduce(0, row_prefix, torch.arange(rows, device=input_ids.device), reduce="amin")
+    positions = (prefix_mask.long().cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0)
+    with torch.no_grad():
+        cache = model(input_ids=prefix[first_row], attention_mask=prefix_mask[first_row], position_ids=positions[first_row],
+                      use_cache=True, logits_to_keep=1).past_key_values
+    if type(cache) is not DynamicCache or not all(
+            type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers):
+        return plain_generate()
+    per_row = DynamicCache(ddp_cache_data=[
+        (layer.keys.index_select(0, row_prefix), layer.values.index_select(0, row_prefix)) for layer in cache.layers])
+    return type(model).generate(model, input_ids=input_ids, attention_mask=attention_mask, cache=per_row, **kwargs)
 
 
 @contextmanager

@@ -52,6 +52,32 @@ def test_merged_copy_is_the_policy_and_follows_its_updates(tiny_model_dir: Path)
     assert not any(layer.merged for layer in merged.layers.values())
 
 
+def test_the_copy_prefills_each_distinct_prompt_once_and_samples_what_generate_samples(tiny_model_dir: Path) -> None:
+    merged = MergedCopy(_peft(tiny_model_dir))
+    model = merged.model
+    prompts = torch.tensor([[0, 0, 5, 9, 13, 40], [1, 5, 9, 13, 40, 41]])  # the first left-padded
+    rows = prompts.repeat_interleave(3, dim=0)  # two prompts, three rows each, as GRPO lays them out
+    mask = (rows != 0).long()
+    seen: list[tuple[int, int]] = []
+    hook = model.model.layers[0].register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[:2])))
+
+    def sampled(generate) -> torch.Tensor:
+        torch.manual_seed(11)
+        return generate(input_ids=rows, attention_mask=mask, do_sample=True, max_new_tokens=8, min_new_tokens=8,
+                        pad_token_id=0)
+
+    try:
+        plain = sampled(lambda **kw: type(model).generate(model, **kw))
+        plain_passes = list(seen)
+        seen.clear()
+        shared = sampled(model.generate)
+    finally:
+        hook.remove()
+    assert torch.equal(shared, plain)
+    assert plain_passes[0] == (6, 6)  # generate's own prefill: every row
+    assert seen[:2] == [(2, 5), (6, 1)]  # two distinct prompts less their last token, then each row's last token
+
+
 def test_layers_the_copy_cannot_merge_exactly_keep_the_plain_path(tiny_model_dir: Path) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
