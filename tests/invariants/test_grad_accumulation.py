@@ -10,10 +10,14 @@ must be the mean over all answer tokens of the step (transformers passes
 `num_items_in_batch` for that), and the DPO loss the mean over pairs.
 
 The model runs in float64. In float32 the two gradients differ by up to
-5e-3 (relative L2) on this near-uniform tiny model, from rounding alone: in
-float64 they agree to 1e-15. A per-micro-batch mean instead (what
-transformers does when it cannot pass `num_items_in_batch`) moves the SFT
-gradient by 0.8, so the tolerance below separates the two by many orders.
+5e-3 (relative L2) on this near-uniform tiny model, from rounding alone. In
+float64 only TRL's fused LM head still rounds: it folds the vocabulary in
+float32 whatever the model's dtype, so rows scored in batches of a different
+size (8 rows or 1; all positions, or only the labelled ones as on a CPU with
+posttrain's training/compact_scoring.py) differ by ~1e-8 relative. A
+per-micro-batch mean instead (what transformers does when it cannot pass
+`num_items_in_batch`) moves the SFT gradient by 0.8, so the tolerance below
+(1e-6) still separates the two by five orders.
 """
 
 from __future__ import annotations
@@ -93,12 +97,13 @@ def _assert_same_step(one: tuple, accumulated: tuple) -> None:
     (logs_1, grads_1, start_1), (logs_8, grads_8, start_8) = one, accumulated
     # The logged loss is rounded to float32 on its way to the logs.
     assert logs_1["loss"] == pytest.approx(logs_8["loss"], rel=1e-6)
-    assert logs_1["grad_norm"] == pytest.approx(logs_8["grad_norm"], rel=1e-9)
+    assert logs_1["grad_norm"] == pytest.approx(logs_8["grad_norm"], rel=1e-6)
     assert grads_1.keys() == grads_8.keys()
     for name in grads_1:
         assert grads_1[name].dtype == torch.float64
         torch.testing.assert_close(start_8[name], start_1[name], rtol=0, atol=0)  # same starting LoRA
-        torch.testing.assert_close(grads_8[name], grads_1[name], rtol=1e-9, atol=1e-12)
+        relative_l2 = float((grads_8[name] - grads_1[name]).norm() / grads_1[name].norm())
+        assert relative_l2 < 1e-6, (name, relative_l2)
 
 
 def _sft_step(model_dir: Path, tmp: Path, batch_size: int, grad_accum: int) -> tuple:
