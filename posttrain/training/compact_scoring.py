@@ -5,11 +5,11 @@ chunked LM head (`add_fused_lm_head` in trl/trainer/utils.py). Where Triton runs
 positions; everywhere else it scores every position (prompt, padding and all), because on XLA devices such as
 Neuron a changing row count would recompile the kernel. A CPU compiles nothing, and there each extra row costs a
 full-vocabulary projection plus a dozen fp32 element-wise passes in torch. GRPO on the 2-core CPU (SmolLM2-135M,
-8 completions of ≤ 48 tokens after ~60-token prompts, vocabulary 49152): the loss phase went from 5.7 to about
-4.1 s per step.
+8 completions of ≤ 48 tokens after ~60-token prompts, vocabulary 49152): the loss phase went from 5.7 to 3.6-4.1 s
+per step.
 
 The labelled rows' numbers do not depend on which other rows are scored (each row is its own softmax);
-tests/training/test_compact_scoring.py checks log-probs, entropies and gradients against TRL's own path, and
+tests/test_compact_scoring.py checks log-probs, entropies and gradients against TRL's own path, and
 pins the one place TRL reads the switch, so a TRL that starts using it for anything else fails that test.
 """
 

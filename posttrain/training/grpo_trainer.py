@@ -8,11 +8,12 @@ scoring, advantages, the loss) stays TRL's. Engines, by `rollouts.engine`:
 - `hf`: TRL's path unchanged.
 - `vllm`: a vLLM server that reloads the adapter each step (posttrain/training/vllm_rollouts.py).
 
-Its log-prob passes (the loss, and the old/reference log-probs where TRL needs them) run each prompt once per
-group of completions (posttrain/training/shared_prompts.py), where the model and inputs allow.
   The trainer then stands where TRL's own vLLM integration stands (`use_vllm` is set after
   construction), so TRL computes the policy's log-probs of the engine's tokens and applies its
   importance-sampling correction (`vllm_importance_sampling_*` of GRPOConfig) to the loss.
+
+Its log-prob passes (the loss, and the old/reference log-probs where TRL needs them) run each prompt once per
+group of completions (posttrain/training/shared_prompts.py), where the model and inputs allow.
 """
 
 from __future__ import annotations

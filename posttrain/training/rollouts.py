@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from posttrain.training.shared_prompts import cache_per_row, prefix_groups
+
 _PEFT_PREFIX = "base_model.model."
 
 
@@ -106,31 +108,22 @@ def shared_prefill_generate(model: Any, input_ids: torch.Tensor, attention_mask:
     prefilled once and its KV cache expanded to its rows; `generate` then continues from that cache as it would
     from its own prefill (positions from the attention mask, as `generate` derives them). Rows that repeat nothing,
     or a cache other than plain per-layer keys/values, generate as usual."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    def plain_generate() -> Any:  # the class's generate: the instance's may be this function
-        return type(model).generate(model, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-
-    if attention_mask is None or input_ids.size(1) < 2 or kwargs.get("cache") is not None:
-        return plain_generate()
-    prefix, prefix_mask = input_ids[:, :-1], attention_mask[:, :-1]
-    distinct, row_prefix = torch.unique(torch.cat([prefix, prefix_mask.to(prefix.dtype)], dim=1), dim=0,
-                                        return_inverse=True)
-    rows = input_ids.size(0)
-    if distinct.size(0) == rows:
-        return plain_generate()
-    first_row = torch.full((distinct.size(0),), rows, dtype=torch.long, device=input_ids.device)
-    first_row = first_row.scatter_reduce(0, row_prefix, torch.arange(rows, device=input_ids.device), reduce="amin")
-    positions = (prefix_mask.long().cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0)
-    with torch.no_grad():
-        cache = model(input_ids=prefix[first_row], attention_mask=prefix_mask[first_row], position_ids=positions[first_row],
-                      use_cache=True, logits_to_keep=1).past_key_values
-    if type(cache) is not DynamicCache or not all(
-            type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers):
-        return plain_generate()
-    per_row = DynamicCache(ddp_cache_data=[
-        (layer.keys.index_select(0, row_prefix), layer.values.index_select(0, row_prefix)) for layer in cache.layers])
-    return type(model).generate(model, input_ids=input_ids, attention_mask=attention_mask, cache=per_row, **kwargs)
+    generate = type(model).generate  # the class's: the instance's is this function
+    groups = None
+    if attention_mask is not None and kwargs.get("cache") is None:
+        groups = prefix_groups(input_ids, attention_mask, input_ids.size(1) - 1)
+    per_row = None
+    if groups is not None:
+        first_row, row_prefix = groups
+        prefix_mask = attention_mask[first_row, :-1]
+        positions = (prefix_mask.long().cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0)
+        with torch.no_grad():
+            prefill = model(input_ids=input_ids[first_row, :-1], attention_mask=prefix_mask, position_ids=positions,
+                            use_cache=True, logits_to_keep=1)
+        per_row = cache_per_row(prefill.past_key_values, row_prefix)
+    if per_row is not None:
+        kwargs["cache"] = per_row
+    return generate(model, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
 @contextmanager

@@ -86,7 +86,8 @@ def test_reward_names_stay_unique_for_trl_logs() -> None:
     assert [r.fn.__name__ for r in rewards] == ["exact_number", "exact_number_2"]
 
 
-@pytest.mark.parametrize("name", ["posttrain.training.pairs", "posttrain.training.scoring", "posttrain.stages.grpo"])
+@pytest.mark.parametrize("name", ["posttrain.training.pairs", "posttrain.training.scoring", "posttrain.stages.grpo",
+                                  "posttrain.training.shared_prompts"])
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0 and result.attempted > 0
