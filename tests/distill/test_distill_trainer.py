@@ -10,9 +10,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import posttrain.distill.trainer as distill_trainer
 from posttrain.distill.losses import distill_loss
 from posttrain.distill.prune import prune_layers
-from posttrain.distill.trainer import DistillTrainer, GKDConfig
+from posttrain.distill.trainer import DistillTrainer, GKDConfig, answer_window
 
 EXAMPLES = [
     {"messages": [{"role": "user", "content": f"What is {i} + 7?"}, {"role": "assistant", "content": f"Answer: {i + 7}"}]}
@@ -53,6 +54,35 @@ def test_trainer_loss_equals_distill_loss(tiny_model_dir: Path, tmp_path: Path, 
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
     assert parts["kd"] > 0 and parts["ce"] > 0
     assert (batch["labels"][:, 1:] != -100).sum() < batch["attention_mask"].sum()  # prompts are not targets
+
+
+def test_answer_window_gives_the_full_logits_loss_and_gradients(tiny_model_dir: Path, tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_model_dir, tmp_path, loss="forward_kl", ce_weight=0.5)
+    batch = trainer.data_collator(EXAMPLES[:3])
+    length = batch["labels"].shape[-1]
+    assert trainer._answer_window and answer_window(batch["labels"]) < length, "the window skips the prompts"
+
+    def loss_and_grads(window: bool) -> tuple[float, list[torch.Tensor]]:
+        trainer._answer_window = window
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+    full_loss, full_grads = loss_and_grads(False)
+    window_loss, window_grads = loss_and_grads(True)
+    assert window_loss == pytest.approx(full_loss, rel=1e-6)
+    assert len(window_grads) == len(full_grads)
+    for got, expected in zip(window_grads, full_grads, strict=True):
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_answer_window_doctest_and_edges() -> None:
+    import doctest
+
+    assert doctest.testmod(distill_trainer).failed == 0
+    assert answer_window(torch.full((2, 5), -100)) == 5  # nothing labelled: every position
+    assert answer_window(torch.tensor([[3, 4, 5]])) == 3  # the first token labelled: never longer than the row
 
 
 def test_a_training_step_moves_the_student_and_not_the_teacher(tiny_model_dir: Path, tmp_path: Path) -> None:
