@@ -40,11 +40,18 @@ class ReplyLog:
         return sum(1 for r in self.finish_reasons if r == reason)
 
 
-def chat_model(base_url: str, model_name: str, log: ReplyLog, *, seed: int, timeout: int = 600) -> Any:
-    """lm-eval's `local-chat-completions` model for `base_url` (`http://127.0.0.1:PORT`), recording each reply."""
+def chat_model(base_url: str, model_name: str, log: ReplyLog, *, seed: int, timeout: int = 600,
+               request_fields: dict[str, Any] | None = None) -> Any:
+    """lm-eval's `local-chat-completions` model for `base_url` (`http://127.0.0.1:PORT`), recording each reply;
+    `request_fields` are added to every request (an engine's own sampling defaults turned off)."""
     from lm_eval.models.openai_completions import LocalChatCompletion
 
+    extra = dict(request_fields or {})
+
     class RecordingChatCompletion(LocalChatCompletion):
+        def _create_payload(self, *args: Any, **kwargs: Any) -> dict:
+            return {**super()._create_payload(*args, **kwargs), **extra}
+
         # One request per document (the chat API takes one conversation at a time), timed, its finish_reason and
         # token usage kept: the end-of-turn parity check and the speed figures read them.
         def model_call(self, messages: Any, **kwargs: Any) -> dict | None:
@@ -93,10 +100,12 @@ def evaluate_served(
     seed: int,
     samples_dir: Path,
     chat_template: str | None = None,
+    request_fields: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], ReplyLog]:
-    """Score `tasks` (generate_until ones) on the served model with `spec`'s limit and generation settings."""
+    """Score `tasks` (generate_until ones) on the served model with `spec`'s limit and generation settings
+    (`request_fields`: added to every request, see `chat_model`)."""
     log = ReplyLog()
-    lm = chat_model(base_url, model_name, log, seed=seed)
+    lm = chat_model(base_url, model_name, log, seed=seed, request_fields=request_fields)
     plan = plan_tasks(tasks, spec.include, num_fewshot=spec.num_fewshot)
     result = evaluate_lm(lm, plan, limit=spec.limit, num_fewshot=spec.num_fewshot, gen_kwargs=spec.gen_kwargs,
                          seed=seed, apply_chat_template=True, samples_dir=samples_dir, chat_template=chat_template)

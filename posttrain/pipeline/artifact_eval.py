@@ -47,6 +47,7 @@ from posttrain.pipeline.evaluate import SAMPLES_DIR, eval_fingerprint
 from posttrain.run_layout import BASE, RunDir
 from posttrain.rundir import read_json, utc_now, write_json
 from posttrain.serving.engines import (
+    NO_PENALTY_FIELDS,
     engine_env,
     engine_python,
     engine_version,
@@ -56,8 +57,9 @@ from posttrain.serving.engines import (
 from posttrain.serving.process import served
 from posttrain.stagekit.specs import EvalSpec
 
-ARTIFACT_EVAL_VERSION = 1
-"""Bump when what an artifact evaluation measures changes, so cached ones are redone."""
+ARTIFACT_EVAL_VERSION = 2
+"""Bump when what an artifact evaluation measures changes, so cached ones are redone.
+2: llama.cpp's requests turn its default repeat penalty off (serving/engines.NO_PENALTY_FIELDS)."""
 GGUF_FOLDER, VLLM_FOLDER = "gguf", "vllm"
 FILES_JSON, MANIFEST = "files.json", "manifest.json"
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
             # The engine renders the artifact's own copy of the tokenizer's template (parity-checked below).
             results, replies = evaluate_served(server.url, model_name, eval_spec, tasks, seed=seed,
                                                samples_dir=folder / SAMPLES_DIR,
-                                               chat_template=getattr(tokenizer, "chat_template", None))
+                                               chat_template=getattr(tokenizer, "chat_template", None),
+                                               request_fields=NO_PENALTY_FIELDS[spec.engine])
         speed = engine_speed(server, model_name, replies)
         if spec.kind == "vllm":
             parity["chat_template"] = vllm_template_parity(server, model_name, tokenizer)
@@ -252,6 +255,7 @@ def score_artifact(run: RunDir, stage: str, spec: ArtifactSpec, file: Path, *, e
         "protocol": {
             "limit": eval_spec.limit, "num_fewshot": eval_spec.num_fewshot, "gen_kwargs": eval_spec.gen_kwargs,
             "seed": seed, "api": "lm-eval local-chat-completions (/v1/chat/completions), temperature 0",
+            "request_fields": NO_PENALTY_FIELDS[spec.engine],
             "chat_template": "applied by the engine", "host": "127.0.0.1",
             "stop_strings": "the task's first 4 (lm-eval's chat-completions model sends at most 4)",
             "eval_seconds": (results or {}).get("seconds"),

@@ -11,6 +11,15 @@ from posttrain.serving.process import HOST, PORT
 ENGINE_VENVS = {"llama.cpp": "llama-cpp", "vllm": "vllm"}
 """Engine → the name of its virtualenv folder (`<name>-venv`)."""
 
+NO_PENALTY_FIELDS: dict[str, dict[str, float]] = {
+    # llama-cpp-python's server applies `repeat_penalty` 1.1 unless a request says otherwise, greedy decoding
+    # included: every token already in the context (the prompt's numbers among them) is pushed down, so its
+    # "greedy" replies were not the model's. transformers' and vLLM's defaults apply no penalty.
+    "llama.cpp": {"repeat_penalty": 1.0},
+    "vllm": {},
+}
+"""Fields every request to an engine sends (scoring, `posttrain ui`'s chat), so it decodes as transformers does."""
+
 
 def engines_dir() -> Path:
     return Path(os.environ.get("POSTTRAIN_ENGINES", Path.home() / ".cache" / "posttrain" / "engines")).expanduser()

