@@ -117,9 +117,14 @@ def test_compare_page_pairs_two_runs(workspace, serve, page) -> None:
     page.select_option("#run-a", "live")
     page.select_option("#run-b", "fake")
     page.click("#compare")
-    frame = page.frame_locator("iframe.page")
-    frame.locator("section#paired").wait_for()
-    assert "live vs fake" in frame.locator("section#paired h2").inner_text()
+    from playwright.sync_api import expect
+
+    # The page compares its default pair on load; the frame must end on the pair clicked last, whichever
+    # reply comes back first.
+    heading = page.frame_locator("iframe.page").locator("section#paired h2")
+    expect(heading).to_contain_text("live vs fake", timeout=60_000)
+    page.wait_for_timeout(1_000)  # a stale reply to the load's click would land now
+    assert "live vs fake" in heading.inner_text()
     screenshot(page, "compare")
     assert page.errors == []
 

@@ -161,10 +161,16 @@ async function comparePage() {
   if (runs.length > 1) b.selectedIndex = 1;
   const holder = el("div", { id: "compare-page" });
   const message = el("div", { id: "message" });
+  // A reply to an earlier click (the one made on load) can arrive after a later one's; only the latest is shown.
+  let latest = 0;
   const go = el("button", { id: "compare", onclick: async () => {
+    const asked = ++latest;
     message.textContent = "";
-    try { holder.replaceChildren(framed((await api(`/api/compare?a=${encodeURIComponent(a.value)}&b=${encodeURIComponent(b.value)}`)).url)); }
-    catch (error) { showError(error); }
+    try {
+      const { url } = await api(`/api/compare?a=${encodeURIComponent(a.value)}&b=${encodeURIComponent(b.value)}`);
+      if (asked === latest) holder.replaceChildren(framed(url));
+    }
+    catch (error) { if (asked === latest) showError(error); }
   } }, "Compare");
   app.append(el("div", { class: "card" }, "A ", a, " B ", b, " ", go, message), holder);
   if (runs.length > 1) go.click();
