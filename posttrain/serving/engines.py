@@ -16,6 +16,8 @@ NO_PENALTY_FIELDS: dict[str, dict[str, float]] = {
     # included: every token already in the context (the prompt's numbers among them) is pushed down, so its
     # "greedy" replies were not the model's. transformers' and vLLM's defaults apply no penalty.
     "llama.cpp": {"repeat_penalty": 1.0},
+    # Ollama (llama.cpp underneath) defaults to 1.1 too; the Modelfile sets it, so `ollama run` decodes as we scored.
+    "ollama": {"repeat_penalty": 1.0},
     "vllm": {},
 }
 """Fields every request to an engine sends (scoring, `posttrain ui`'s chat), so it decodes as transformers does."""

@@ -40,6 +40,8 @@ def test_modelfiles_parse_and_name_files_that_exist(ollama_dir: Path) -> None:
     assert [(ollama_dir / a).resolve().name for a in with_adapter.adapters] == ["adapter-f16.gguf"]
     assert all((ollama_dir / a).exists() for a in with_adapter.adapters)
     assert ("stop", "<|im_end|>") in merged.parameters
+    # Ollama's default repeat penalty (1.1) would decode other replies than the ones llama.cpp was scored on.
+    assert ("repeat_penalty", "1") in merged.parameters and ("repeat_penalty", "1") in with_adapter.parameters
     assert merged.template == with_adapter.template and "{{ .Content }}" in merged.template
 
 
