@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install everything, run the offline quickstart recipe
 #   make test   create .venv, install everything, run the test suite
-# and one more for the page we show people (about an hour on 2 CPU cores):
+# and one more for the page we show people (about 40 minutes on 2 CPU cores):
 #   make showcase  the quickstart's chain with enough steps for each alignment stage to show its own gain
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -20,6 +20,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.run_layout import BASE, RunDir
+from posttrain.serving.engines import NO_PENALTY_FIELDS
 
 
 @dataclass(frozen=True)
@@ -198,10 +199,9 @@ class GgufModel:
     """One exported GGUF file in llama.cpp's OpenAI server (llama-cpp-python), started on 127.0.0.1."""
 
     def __init__(self, run: RunDir, stage: str, quant: str) -> None:
-        from posttrain.serving.engines import NO_PENALTY_FIELDS, engine_env, engine_python, llama_cpp_command
+        from posttrain.serving.engines import engine_env, engine_python, llama_cpp_command
         from posttrain.serving.process import served
 
-        self.request_fields = NO_PENALTY_FIELDS["llama.cpp"]
         files = gguf_quants(run, stage)
         if quant not in files:
             raise UserError(f"{run.root.name}/{stage} has no exported GGUF {quant!r}")
@@ -224,7 +224,7 @@ class GgufModel:
     def stream(self, messages: list[dict[str, str]], settings: Settings) -> Iterator[str]:
         body = {"messages": messages, "stream": True, "max_tokens": settings.max_new_tokens,
                 "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-                **self.request_fields}
+                **NO_PENALTY_FIELDS["llama.cpp"]}
         request = urllib.request.Request(f"{self.server.url}/v1/chat/completions", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=300) as response:
