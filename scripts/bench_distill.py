@@ -1,16 +1,20 @@
-"""Distillation step time: logits over every position against the answer window only, in ONE run.
+"""Distillation step time: logits over every position against the answer window only, and fp32 against
+bf16 autocast, in ONE run.
 
-Configurations (same teacher, student, batches, loss, learning rate and seed; only the logits differ):
-  full    the student and the teacher project every position to the vocabulary (what the distill stage
-          did before, and what TRL's GKD trainer does)
-  window  `DistillTrainer`'s answer window: only the positions the divergence reads (`logits_to_keep`)
+Configurations (same teacher, student, batches, loss, learning rate and seed):
+  full         the student and the teacher project every position to the vocabulary (what the distill stage
+               did before, and what TRL's GKD trainer does)
+  window       `DistillTrainer`'s answer window: only the positions the divergence reads (`logits_to_keep`)
+  window_bf16  the window, with the fp32 student's matmuls under bf16 autocast (its weights and Adam
+               state stay fp32): what `mixed_precision` picks for a full fine-tune on a CPU with bf16 units
 
 The teacher is the embedded SmolLM2-135M-Instruct (bf16 on a CPU with bf16 units, as the stage loads it);
 the student its width-pruned copy (57% of each MLP, fp32, full fine-tune), trained with forward KL + 0.5 CE
 on the quickstart's word problems (batch 8). Each configuration runs in its own child process, one at a time;
 `--rounds R` alternates full, window, full, window, ... so a slow spell hits both. The first `--warmup`
 steps are not timed. Prints per configuration the median seconds per step (min-max over rounds), the
-last step's loss (equal up to rounding: the math is the same) and the peak RSS, then full/window.
+last step's loss (full and window equal up to rounding: the math is the same; bf16 close to them) and the
+peak RSS, then full/window and window/window_bf16.
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 python scripts/bench_distill.py --rounds 2
 """
@@ -30,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
 
-CONFIGS = ("full", "window")
+CONFIGS = ("full", "window", "window_bf16")
 
 
 def child(config: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -71,13 +75,13 @@ def child(config: str, steps: int, warmup: int) -> dict[str, Any]:
         args = GKDConfig(
             output_dir=out, per_device_train_batch_size=8, max_steps=steps, learning_rate=1.5e-4, lmbda=0.0,
             report_to="none", use_cpu=True, save_strategy="no", max_length=256, seed=0, logging_steps=1,
-            pad_token=tokenizer.pad_token,
+            pad_token=tokenizer.pad_token, bf16=config == "window_bf16",
         )
         trainer = DistillTrainer(
             model=student, teacher_model=teacher, args=args, processing_class=tokenizer, callbacks=[Timer()],
             train_dataset=Dataset.from_list([{"messages": c} for c in chats]), loss="forward_kl", ce_weight=0.5,
         )
-        trainer._answer_window = config == "window"
+        trainer._answer_window = config != "full"
         trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     return {"seconds_per_step": statistics.mean(times[warmup:]), "last_loss": losses[-1],
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{config:6s} {summary[config]:.2f} s/step ({min(per_step):.2f}-{max(per_step):.2f}), "
               f"last loss {results[-1]['last_loss']:.4f}, peak {max(r['peak_mb'] for r in results):.0f} MB")
     print(f"full/window: {summary['full'] / summary['window']:.2f}x")
+    print(f"window/window_bf16: {summary['window'] / summary['window_bf16']:.2f}x")
     return summary
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from posttrain.distill.prune import (
     layer_influence,
     layers_to_keep,
+    mlp_activation_grams,
     mlp_neuron_importance,
     mlp_neurons_to_keep,
     most_influential_layers,
@@ -47,8 +48,10 @@ def load_teacher(ctx: StageContext, name: str) -> Teacher:
     return Teacher(model, name, None)
 
 
-CALIBRATION_ROWS = 32
-"""Training rows the teacher reads to measure each layer's influence (`student.select: influence`)."""
+CALIBRATION_ROWS = 128
+"""Training rows the teacher reads to measure each layer's influence (`student.select: influence`), each MLP
+neuron's importance and the activations a width-pruned MLP is refit on. On the showcase's teacher, 128 rather
+than 32 rows took the refit student's starting held-out answer loss from 0.145 to 0.124 (ridge 1e-3)."""
 
 
 def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
@@ -78,11 +81,15 @@ def build_student(ctx: StageContext, student_spec: Any, teacher: Any,
         student = prune_layers(teacher, keep).requires_grad_(True)
         mlp_fraction = getattr(student_spec, "mlp_keep_fraction", None)
         if mlp_fraction is not None:
-            importance = mlp_neuron_importance(student, _calibration_batches(ctx, rows or []))
+            calibration = _calibration_batches(ctx, rows or [])
+            importance = mlp_neuron_importance(student, calibration)
+            refit = getattr(student_spec, "mlp_refit", False)
+            grams = mlp_activation_grams(student, calibration) if refit else None
             width = int(importance[0].numel())
             kept = mlp_neurons_to_keep(width, mlp_fraction)
-            prune_mlp_width(student, importance, kept)
+            prune_mlp_width(student, importance, kept, refit_grams=grams)
             facts["mlp_width"] = [width, kept]
+            facts["mlp_refit"] = refit
         init_dir = ctx.stage_dir / "student_init"
         student.save_pretrained(init_dir, safe_serialization=True)
         save_tokenizer(ctx.tokenizer, init_dir, ctx.input.base, trust_remote_code=ctx.model_spec.trust_remote_code)

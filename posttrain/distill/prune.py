@@ -6,6 +6,13 @@ layers and kept neurons; distillation then repairs what the dropped parts did.
 Measured on SmolLM2-135M after LoRA SFT (arithmetic answers' held-out loss,
 teacher 0.32): keeping 20 of 30 layers (74% of parameters) starts the student
 at 3.59; keeping every layer and 880 of 1536 MLP neurons (75%) at 1.02.
+
+Width pruning can also refit each MLP's `down_proj` (`refit_grams`): the kept
+neurons then write, by least squares over the calibration tokens, what all
+the neurons wrote before, instead of dropping the rest's share. Measured on the
+showcase's aligned teacher (held-out answer loss 0.074, 0.33 on 100 pt_arith
+documents), keeping 864 of 1536 neurons: 1.27 and 0.05 without the refit,
+0.10 and 0.28 with it, before any distillation.
 """
 
 from __future__ import annotations
@@ -213,21 +220,86 @@ def mlp_neuron_importance(model: Any, batches: list[dict[str, Any]]) -> list[Any
     return [total / count for total in sums]
 
 
-def prune_mlp_width(model: Any, importance: list[Any], keep_count: int) -> None:
-    """Keep the `keep_count` most important neurons of every layer's MLP, in place, in their original order.
-    The kept neurons compute exactly what they did in the teacher; `config.intermediate_size` follows."""
+REFIT_RIDGE = 1e-4
+"""Ridge of the down_proj refit, relative to the mean diagonal of the kept neurons' Gram matrix: it keeps
+the solve stable where calibration tokens are few or neurons nearly collinear. On the showcase's teacher
+(128 rows) the student's held-out answer loss was 0.103 at 1e-4, 0.124 at 1e-3, 0.44 at 1e-1. In the
+quickstart 1e-2 did not make the q4_k_m file score better (0.19 against 0.18 at 1e-4, 100 documents) and
+left the distilled student lower (0.21 against 0.28)."""
+
+GRAM_BUDGET_BYTES = 2**30
+"""The Gram matrices collected in one calibration pass at most; wider or deeper models take more passes."""
+
+
+def mlp_activation_grams(model: Any, batches: list[dict[str, Any]], *, budget_bytes: int = GRAM_BUDGET_BYTES) -> list[Any]:
+    """Per decoder layer, the Gram matrix Σ a·aᵀ (width × width, float32) of the MLP's hidden activations
+    a = act(gate·x)·(up·x) over the real tokens of `batches`: all a least-squares refit of `down_proj` needs.
+
+    Layers are collected in groups whose matrices fit `budget_bytes`, one calibration pass per group, so an
+    8B model's 32 layers of 14336² floats (26 GB together) never sit in memory at once.
+    """
+    import torch
+
+    mlps = gated_mlps(model)
+    width = mlps[0].gate_proj.out_features
+    per_pass = max(1, budget_bytes // (4 * width * width))
+    grams: list[Any] = []
+    for start in range(0, len(mlps), per_pass):
+        group = mlps[start:start + per_pass]
+        sums: list[Any] = [torch.zeros(width, width) for _ in group]
+        state: dict[str, Any] = {}
+
+        def hook(index: int, sums: list[Any] = sums, state: dict[str, Any] = state) -> Any:
+            def record(mlp: Any, args: tuple, _output: Any) -> None:
+                x = args[0]
+                activation = (mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)).float()
+                real = activation[state["mask"].bool()]
+                sums[index] += real.T @ real
+            return record
+
+        if _calibration_passes(model, group, hook, batches, state) == 0:
+            raise UserError("cannot refit the pruned MLPs: the calibration rows hold no tokens")
+        grams.extend(sums)
+    return grams
+
+
+def prune_mlp_width(model: Any, importance: list[Any], keep_count: int, *, refit_grams: list[Any] | None = None,
+                    ridge: float = REFIT_RIDGE) -> None:
+    """Keep the `keep_count` most important neurons of every layer's MLP, in place, in their original order;
+    `config.intermediate_size` follows.
+
+    Without `refit_grams` the kept neurons compute exactly what they did in the teacher. With each layer's
+    activation Gram matrix G (`mlp_activation_grams`), `down_proj` becomes the W' that best reproduces the
+    whole MLP's output from the kept neurons K on the calibration tokens: W' = W·G[:, K]·(G[K, K] + λI)⁻¹,
+    the normal equations of min Σ‖W·a − W'·a_K‖², λ = `ridge` × the mean of G[K, K]'s diagonal.
+    """
     import torch
 
     mlps = gated_mlps(model)
     width = mlps[0].gate_proj.out_features
     if not 1 <= keep_count <= width:
         raise UserError(f"cannot keep {keep_count} MLP neurons of {width}")
-    for mlp, scores in zip(mlps, importance, strict=True):
+    grams = refit_grams if refit_grams is not None else [None] * len(mlps)
+    for mlp, scores, gram in zip(mlps, importance, grams, strict=True):
         keep = torch.topk(scores, keep_count).indices.sort().values
+        refit = None if gram is None else _least_squares_down_proj(mlp.down_proj.weight, gram, keep, ridge)
         mlp.gate_proj = _linear_subset(mlp.gate_proj, rows=keep)
         mlp.up_proj = _linear_subset(mlp.up_proj, rows=keep)
         mlp.down_proj = _linear_subset(mlp.down_proj, columns=keep)
+        if refit is not None:
+            mlp.down_proj.weight.data.copy_(refit)
     model.config.intermediate_size = keep_count
+
+
+def _least_squares_down_proj(weight: Any, gram: Any, keep: Any, ridge: float) -> Any:
+    import torch
+
+    gram = gram.double()
+    kept = gram[keep][:, keep]
+    damping = ridge * kept.diagonal().mean().clamp_min(torch.finfo(torch.float64).tiny)
+    target = weight.detach().double() @ gram[:, keep]
+    solved = torch.linalg.solve(kept + damping * torch.eye(len(keep), dtype=torch.float64), target, left=False)
+    return solved.to(weight.dtype)
 
 
 def _linear_subset(linear: nn.Linear, *, rows: Any = None, columns: Any = None) -> nn.Linear:

@@ -1,4 +1,5 @@
-"""Width pruning keeps each MLP's most active neurons exactly; a model whose dropped neurons were dead is unchanged."""
+"""Width pruning keeps each MLP's most active neurons exactly; a model whose dropped neurons were dead is unchanged;
+the least-squares refit of down_proj reproduces the whole MLP better than the copied weights."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from transformers import (
 )
 
 from posttrain.distill.models import build_student, load_teacher
-from posttrain.distill.prune import mlp_neuron_importance, mlp_neurons_to_keep, prune_mlp_width
+from posttrain.distill.prune import (
+    gated_mlps,
+    mlp_activation_grams,
+    mlp_neuron_importance,
+    mlp_neurons_to_keep,
+    prune_mlp_width,
+)
 from posttrain.errors import UserError
 
 from .test_distill_models import context
@@ -118,8 +125,83 @@ def test_the_stage_builds_a_width_pruned_student(tmp_path: Path, tiny_model_dir:
     assert student.config.intermediate_size == mlp_neurons_to_keep(width, 0.5) and teacher.config.intermediate_size == width
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
     assert all(p.requires_grad for p in student.parameters())
+    assert facts["mlp_refit"] is True  # the default
     saved = Path(facts["student_init"])
     assert '"intermediate_size": ' + str(mlp_neurons_to_keep(width, 0.5)) in (saved / "config.json").read_text()
+
+
+def long_batches() -> list[dict[str, torch.Tensor]]:
+    """96 real tokens: more than the 48 neurons, so the kept neurons' Gram matrix is invertible."""
+    ids = torch.randint(2, 64, (4, 26), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[3, 18:] = 0
+    return [{"input_ids": ids, "attention_mask": mask}]
+
+
+def mlp_inputs(model: Any, calibration: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """Each layer's MLP input on the real tokens of `calibration`."""
+    seen: list[list[torch.Tensor]] = [[] for _ in gated_mlps(model)]
+    masks: list[torch.Tensor] = []
+
+    def hook(index: int) -> Any:
+        return lambda _mlp, args, _out: seen[index].append(args[0][masks[-1]])
+
+    handles = [mlp.register_forward_hook(hook(i)) for i, mlp in enumerate(gated_mlps(model))]
+    with torch.no_grad():
+        for batch in calibration:
+            masks.append(batch["attention_mask"].bool())
+            model(**batch)
+    for handle in handles:
+        handle.remove()
+    return [torch.cat(chunks) for chunks in seen]
+
+
+@pytest.mark.parametrize(("cls", "config_cls"), FAMILIES, ids=lambda c: getattr(c, "__name__", ""))
+def test_the_refit_reproduces_each_mlp_better_than_the_copied_weights(cls: Any, config_cls: Any) -> None:
+    import copy
+
+    teacher = tiny(cls, config_cls)
+    calibration = long_batches()
+    inputs = mlp_inputs(teacher, calibration)
+    importance = mlp_neuron_importance(teacher, calibration)
+    copied, refit = copy.deepcopy(teacher), copy.deepcopy(teacher)
+    prune_mlp_width(copied, importance, 24)
+    prune_mlp_width(refit, importance, 24, refit_grams=mlp_activation_grams(teacher, calibration))
+    assert refit.config.intermediate_size == 24
+    with torch.no_grad():
+        for x, full, cut, fitted in zip(inputs, gated_mlps(teacher), gated_mlps(copied), gated_mlps(refit), strict=True):
+            target = full(x)
+            assert torch.equal(fitted.gate_proj.weight, cut.gate_proj.weight)  # only down_proj changes
+            copied_error = (cut(x) - target).pow(2).sum()
+            refit_error = (fitted(x) - target).pow(2).sum()
+            assert refit_error < 0.9 * copied_error, (float(refit_error), float(copied_error))
+
+
+def test_the_refit_of_a_model_whose_dropped_neurons_were_dead_changes_nothing() -> None:
+    model = tiny(LlamaForCausalLM, LlamaConfig)
+    kill(model, DEAD)
+    ids = torch.randint(2, 64, (2, 7))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    calibration = long_batches()
+    grams = mlp_activation_grams(model, calibration)
+    # The dead neurons' rows and columns of G are zero, so W·G[:, K]·G[K, K]⁻¹ is the kept columns of W.
+    prune_mlp_width(model, mlp_neuron_importance(model, calibration), 48 - len(DEAD), refit_grams=grams, ridge=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, before, rtol=1e-4, atol=1e-4)
+
+
+def test_grams_collected_a_layer_per_pass_equal_those_collected_at_once() -> None:
+    model = tiny(Qwen2ForCausalLM, Qwen2Config)
+    calibration = long_batches()
+    at_once = mlp_activation_grams(model, calibration)
+    one_by_one = mlp_activation_grams(model, calibration, budget_bytes=1)
+    assert len(at_once) == 3 and all(torch.equal(a, b) for a, b in zip(at_once, one_by_one, strict=True))
+    inputs = mlp_inputs(model, calibration)
+    for x, mlp, gram in zip(inputs, gated_mlps(model), at_once, strict=True):
+        with torch.no_grad():
+            activation = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+        torch.testing.assert_close(gram, activation.T @ activation, rtol=1e-4, atol=1e-5)
 
 
 def test_a_fused_mlp_family_is_refused_at_validate(tmp_path: Path) -> None:
