@@ -3,12 +3,12 @@
 
     python scripts/probe_pruning.py runs/quickstart sft [--data chat] [--fractions 0.67 0.8] [--mlp-fractions 0.57]
 
-Loads the stage's model (base + its adapters), measures each layer's influence on the first 128 training
+Loads the stage's model (base + its adapters), measures each layer's influence on the first 32 training
 rows of the dataset (what `student: {select: influence}` does), and prints, per kept fraction and selection,
 the kept layers, the parameter count and the held-out answer loss (mean NLL per answer token on the
 dataset's eval split), next to the teacher's; then the same for each `--mlp-fractions` width
-(`student: {mlp_keep_fraction: ...}`, neurons chosen on the same rows), with its down_proj copied and
-refit by least squares (`mlp_refit`). Read-only: the run directory is not changed.
+(`student: {mlp_keep_fraction: ...}`, neurons chosen on the same rows), and refit by least squares on the
+first 128 rows (`mlp_refit: true`). Read-only: the run directory is not changed.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
         per_row = token_loss(completion_logps(model, held_out, pad_id=tokenizer.pad_token_id))
         return sum(per_row.values) / sum(per_row.weights)
 
-    from posttrain.distill.models import CALIBRATION_ROWS
+    from posttrain.distill.models import CALIBRATION_ROWS, REFIT_CALIBRATION_ROWS
 
     calibration = list(batches(encoded("train.jsonl", CALIBRATION_ROWS), 8, tokenizer.pad_token_id))
     influence = prune.layer_influence(teacher, calibration)
@@ -66,14 +66,15 @@ def main() -> None:
             params = sum(p.numel() for p in student.parameters())
             print(f"keep {fraction:.2f} {select:9s} {len(keep)} layers {params / total:.1%} of parameters, "
                   f"held-out answer loss {answer_loss(student):.3f}  layers {keep}")
-    importance = prune.mlp_neuron_importance(teacher, calibration)
-    grams = prune.mlp_activation_grams(teacher, calibration)
-    width = int(importance[0].numel())
+    refit_rows = list(batches(encoded("train.jsonl", REFIT_CALIBRATION_ROWS), 8, tokenizer.pad_token_id))
+    copied = prune.mlp_neuron_importance(teacher, calibration)
+    refit = (prune.mlp_neuron_importance(teacher, refit_rows), prune.mlp_activation_grams(teacher, refit_rows))
+    width = int(copied[0].numel())
     for fraction in args.mlp_fractions:
         kept = prune.mlp_neurons_to_keep(width, fraction)
-        for how, refit in (("copied", None), ("refit", grams)):
+        for how, (importance, grams) in (("copied", (copied, None)), ("refit", refit)):
             student = prune.prune_layers(teacher, list(range(layers)))
-            prune.prune_mlp_width(student, importance, kept, refit_grams=refit)
+            prune.prune_mlp_width(student, importance, kept, refit_grams=grams)
             params = sum(p.numel() for p in student.parameters())
             print(f"mlp {fraction:.2f} width {how:6s} {kept}/{width} neurons {params / total:.1%} of parameters, "
                   f"held-out answer loss {answer_loss(student):.3f}")

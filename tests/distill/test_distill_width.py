@@ -125,7 +125,15 @@ def test_the_stage_builds_a_width_pruned_student(tmp_path: Path, tiny_model_dir:
     assert student.config.intermediate_size == mlp_neurons_to_keep(width, 0.5) and teacher.config.intermediate_size == width
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
     assert all(p.requires_grad for p in student.parameters())
-    assert facts["mlp_refit"] is True  # the default
+    assert facts["mlp_refit"] is False  # the default: the kept neurons' weights copied
+    (tmp_path / "refit").mkdir()
+    refit_ctx, refit_spec = context(tmp_path / "refit", tiny_model_dir, teacher="base",
+                                    student="{init: prune, mlp_keep_fraction: 0.5, mlp_refit: true}")
+    refit_student, refit_facts = build_student(refit_ctx, refit_spec.student, teacher, rows)
+    assert refit_facts["mlp_refit"] is True
+    copied_mlp, refit_mlp = gated_mlps(student)[0], gated_mlps(refit_student)[0]
+    assert torch.equal(copied_mlp.gate_proj.weight, refit_mlp.gate_proj.weight)  # 5 rows: the same neurons
+    assert not torch.equal(copied_mlp.down_proj.weight, refit_mlp.down_proj.weight)
     saved = Path(facts["student_init"])
     assert '"intermediate_size": ' + str(mlp_neurons_to_keep(width, 0.5)) in (saved / "config.json").read_text()
 
