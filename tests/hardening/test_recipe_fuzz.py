@@ -7,6 +7,7 @@ text damage (cut lines, NUL bytes, invalid UTF-8, stray brackets, tabs).
 
 from __future__ import annotations
 
+import copy
 import io
 import random
 import subprocess
@@ -46,6 +47,11 @@ def _nodes(tree: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
     return found
 
 
+def odd_value(rng: random.Random) -> Any:
+    """A fresh copy of one of ODD_VALUES: a shared list put into a tree could later be mutated to hold itself."""
+    return copy.deepcopy(rng.choice(ODD_VALUES))
+
+
 def mutate_tree(tree: Any, rng: random.Random) -> None:
     """One structural change in place: drop, retype, add or reshape a node."""
     node = rng.choice([n for _, n in _nodes(tree) if isinstance(n, (dict, list)) and n])
@@ -54,9 +60,9 @@ def mutate_tree(tree: Any, rng: random.Random) -> None:
     if action == 0:
         del node[key]
     elif action == 1:
-        node[key] = rng.choice(ODD_VALUES)
+        node[key] = odd_value(rng)
     elif action == 2 and isinstance(node, dict):
-        node[rng.choice(["typo", "lr", "stages", "name", "dat", "lora", "type"]) + rng.choice(["", "_", "s"])] = rng.choice(ODD_VALUES)
+        node[rng.choice(["typo", "lr", "stages", "name", "dat", "lora", "type"]) + rng.choice(["", "_", "s"])] = odd_value(rng)
     elif action == 3:
         value = node[key]
         node[key] = CommentedSeq([value]) if not isinstance(value, list) else CommentedMap(x=value)
