@@ -195,6 +195,11 @@ def mlp_neurons_to_keep(width: int, fraction: float) -> int:
     return max(QUANT_BLOCK, kept - kept % QUANT_BLOCK)
 
 
+def mlp_hidden(mlp: Any, x: Any) -> Any:
+    """A gated MLP's hidden activations act(gate·x)·(up·x): what `down_proj` reads."""
+    return mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+
+
 def mlp_neuron_importance(model: Any, batches: list[dict[str, Any]]) -> list[Any]:
     """Per decoder layer, each MLP neuron's mean |act(gate·x) · (up·x)| over the real tokens of `batches`
     (Minitron's activation-based importance): the neurons that write the least into `down_proj` matter least.
@@ -208,8 +213,7 @@ def mlp_neuron_importance(model: Any, batches: list[dict[str, Any]]) -> list[Any
 
     def hook(index: int) -> Any:
         def record(mlp: Any, args: tuple, _output: Any) -> None:
-            x = args[0]
-            activation = (mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)).abs().float()
+            activation = mlp_hidden(mlp, args[0]).abs().float()
             total = (activation * state["mask"].unsqueeze(-1)).sum(dim=(0, 1))
             sums[index] = total if sums[index] is None else sums[index] + total
         return record
@@ -251,9 +255,7 @@ def mlp_activation_grams(model: Any, batches: list[dict[str, Any]], *, budget_by
 
         def hook(index: int, sums: list[Any] = sums, state: dict[str, Any] = state) -> Any:
             def record(mlp: Any, args: tuple, _output: Any) -> None:
-                x = args[0]
-                activation = (mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)).float()
-                real = activation[state["mask"].bool()]
+                real = mlp_hidden(mlp, args[0]).float()[state["mask"].bool()]
                 sums[index] += real.T @ real
             return record
 
